@@ -1,0 +1,65 @@
+// Command keadm installs Skerry's cloud part, issues join tokens and joins edge nodes.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skerry-io/skerry/internal/cli"
+	"github.com/skerry-io/skerry/pkg/version"
+)
+
+func main() {
+	cli.Main(newRootCommand())
+}
+
+func newRootCommand() *cobra.Command {
+	var showVersion bool
+	root := &cobra.Command{
+		Use:           "keadm",
+		Short:         "keadm installs Skerry's cloud part and joins edge nodes",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if showVersion {
+				return printVersion(cmd, "short")
+			}
+			return cmd.Help()
+		},
+	}
+	root.Flags().BoolVar(&showVersion, "version", false, "print version, git commit and build date and exit")
+	root.AddCommand(newVersionCommand())
+	return root
+}
+
+func newVersionCommand() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print keadm's version, git commit and build date",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return printVersion(cmd, output)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "short", "output format: short or json")
+	return cmd
+}
+
+func printVersion(cmd *cobra.Command, output string) error {
+	out := cmd.OutOrStdout()
+	switch output {
+	case "short":
+		_, err := fmt.Fprintf(out, "keadm %s\n", version.Get())
+		return err
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(version.Get())
+	default:
+		return fmt.Errorf("--output %q: want short or json", output)
+	}
+}
