@@ -89,3 +89,21 @@ skerry::stop_daemon() {
   rm -f "$pidfile"
   skerry::log "stopped ${name} (pid ${pid})"
 }
+
+# skerry::runtime_paths: define (and export) where the local container runtime started by
+# hack/runtime-up.sh keeps everything. The socket path is a contract: edged and the e2e tests
+# dial SKERRY_CRI_ENDPOINT.
+skerry::runtime_paths() {
+  export SKERRY_RUNTIME_DIR="${SKERRY_OUTPUT}/runtime"
+  export SKERRY_RUNTIME_BIN="${SKERRY_RUNTIME_DIR}/bin"
+  export SKERRY_CONTAINERD_RUN=/run/skerry/containerd
+  export SKERRY_CONTAINERD_SOCK="${SKERRY_CONTAINERD_RUN}/containerd.sock"
+  export SKERRY_CONTAINERD_STATE="${SKERRY_CONTAINERD_RUN}/state"
+  export SKERRY_RUNC_ROOT="${SKERRY_CONTAINERD_RUN}/runc"
+  export SKERRY_CONTAINERD_ROOT="${SKERRY_RUNTIME_DIR}/containerd/root"
+  export SKERRY_CRI_ENDPOINT="unix://${SKERRY_CONTAINERD_SOCK}"
+  export SKERRY_REGISTRY=127.0.0.1:5000
+  export SKERRY_CNI_BRIDGE=skerry0
+  export SKERRY_CNI_NETWORK=skerry
+  export SKERRY_POD_CIDR=10.88.0.0/16
+}
