@@ -68,8 +68,12 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
 e2e: deps ## End-to-end tests on the real control plane and containerd (root; starts what is not running).
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e
 
+.PHONY: test-lifecycle
+test-lifecycle: deps ## local-up/local-down promises on the real processes: nothing left behind, up again, up after a crash.
+	hack/test-lifecycle.sh
+
 .PHONY: test
-test: deps verify lint test-unit cross fuzz e2e ## Everything CI runs.
+test: deps verify lint test-unit cross fuzz e2e test-lifecycle ## Everything CI runs.
 
 .PHONY: up-cluster
 up-cluster: ## Start the local control plane and container runtime.

@@ -219,6 +219,14 @@ main() {
   wait_ready kube-controller-manager "ServiceAccount default/default" 60 \
     "${kube_bin}/kubectl" --kubeconfig="${ADMIN_KUBECONFIG}" get serviceaccount default --namespace=default
 
+  # Skerry's CRDs (KubeEdge's devices.kubeedge.io API): a cluster for Skerry serves them.
+  "${kube_bin}/kubectl" --kubeconfig="${ADMIN_KUBECONFIG}" apply --server-side --force-conflicts \
+    -f "${SKERRY_ROOT}/manifests/crds" >/dev/null
+  "${kube_bin}/kubectl" --kubeconfig="${ADMIN_KUBECONFIG}" wait --for=condition=Established \
+    --timeout=60s -f "${SKERRY_ROOT}/manifests/crds" >/dev/null ||
+    skerry::die "the CRDs in manifests/crds were not established within 60s"
+  skerry::log "CRDs from manifests/crds installed"
+
   if ((with_runtime)); then
     skerry::log "starting the container runtime (hack/runtime-up.sh)"
     "${SKERRY_ROOT}/hack/runtime-up.sh"
@@ -229,7 +237,8 @@ main() {
 Local cluster is running (API server ${APISERVER_URL}). To use it:
   export KUBECONFIG=${ADMIN_KUBECONFIG}
   export PATH=${kube_bin}:\$PATH
-  kubectl get --raw /readyz
+  kubectl version
+  kubectl api-resources --api-group=devices.kubeedge.io
 Stop it with hack/local-down.sh (data stays; --purge removes it).
 EOF
 }
