@@ -28,7 +28,7 @@ check() {
 our_processes() {
   local p cmd stat
   for p in /proc/[0-9]*; do
-    cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+    cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
     [[ -n $cmd ]] || continue
     [[ $cmd == *"${SKERRY_OUTPUT}/"* || $cmd == *"${SKERRY_CONTAINERD_RUN}/"* ]] || continue
     [[ ${p#/proc/} != "$$" && ${p#/proc/} != "$BASHPID" ]] || continue
