@@ -18,11 +18,13 @@ import (
 //	content: {"items": [{"key": "default/pod/web-1", "uid": "…", "resourceVersion": "…"}, …]}
 //
 // The cloud acknowledges it like any other message once it has queued the difference.
+const OpInventory Operation = "inventory"
+
+// Names used by the inventory message, and its bound.
 const (
-	OpInventory       Operation = "inventory"
-	InventoryResource           = "inventory"
-	EdgeHubModule               = "edgehub"
-	CloudHubModule              = "cloudhub"
+	InventoryResource = "inventory"
+	EdgeHubModule     = "edgehub"
+	CloudHubModule    = "cloudhub"
 	// MaxInventoryItems bounds one inventory: a node holding more objects than this is far
 	// outside what an edge node is for, and the bound keeps the decoder's memory predictable.
 	MaxInventoryItems = 200_000
