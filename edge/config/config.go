@@ -2,12 +2,17 @@
 package config
 
 import (
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -17,6 +22,16 @@ import (
 // Meta is the apiVersion and kind of an edgecore configuration file.
 var Meta = configfile.TypeMeta{APIVersion: "edgecore.config.skerry.io/v1alpha1", Kind: "EdgeCore"}
 
+// Defaults of the hub section.
+const (
+	ProtocolWebSocket = "websocket"
+	ProtocolQUIC      = "quic"
+	// DefaultBootstrapPort is cloudcore's bootstrap (join and renewal) port; an empty
+	// hub.bootstrapServer means hub.server's host on this port.
+	DefaultBootstrapPort = "10002"
+	DefaultProjectID     = "e632aba927ea4ac2b575ec1603d56f10"
+)
+
 // EdgeCore is the configuration of edgecore. Modules add their sections as they are built.
 type EdgeCore struct {
 	configfile.TypeMeta `json:",inline"`
@@ -24,8 +39,60 @@ type EdgeCore struct {
 	NodeName string `json:"nodeName"`
 	// DataDir holds the node's state: its store, certificates and pod data.
 	DataDir string `json:"dataDir"`
-	// Runtime is the container runtime edgecore runs pods on.
+	// Hub is the node's connection to cloudcore.
+	Hub Hub `json:"hub"`
+	// Runtime is the container runtime edgecore runs pods on. It is validated but not used
+	// yet: pods arrive with the Edged module.
 	Runtime Runtime `json:"runtime"`
+}
+
+// Hub configures EdgeHub: where cloudcore is and how the node joins it.
+type Hub struct {
+	// Server is host:port of cloudcore's hub (WebSocket :10000, QUIC :10001). Required.
+	Server string `json:"server"`
+	// Protocol is websocket (default) or quic.
+	Protocol string `json:"protocol"`
+	// BootstrapServer is host:port of cloudcore's bootstrap endpoint (joining and certificate
+	// renewal). Empty means Server's host with port 10002.
+	BootstrapServer string `json:"bootstrapServer,omitempty"`
+	// Token is the join token printed by `keadm gettoken` (<64 hex CA hash>.<secret>). It is
+	// used only when the node has no certificate under <dataDir>/certs yet; after the first
+	// successful start the node authenticates with its certificate and the token can (and
+	// should) be removed from this file.
+	Token string `json:"token,omitempty"`
+	// ProjectID is sent to the cloud in the connection headers.
+	ProjectID string `json:"projectID"`
+	// KeepaliveInterval is how often the edge sends a keepalive; the cloud drops a session
+	// silent for 30 s.
+	KeepaliveInterval Duration `json:"keepaliveInterval"`
+	// Backoff bounds the jittered exponential reconnect delay.
+	Backoff Backoff `json:"backoff"`
+}
+
+// Backoff is the reconnect policy: delays grow from Base and never exceed Max.
+type Backoff struct {
+	Base Duration `json:"base"`
+	Max  Duration `json:"max"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("15s", "1m30s").
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"15s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
 }
 
 // Runtime is the CRI container runtime.
@@ -34,15 +101,34 @@ type Runtime struct {
 	Endpoint string `json:"endpoint"`
 }
 
-// Default returns the configuration used where the file says nothing.
+// Default returns the configuration used where the file says nothing. hub.server has no
+// useful default: it must name the cloud.
 func Default() *EdgeCore {
 	host, _ := os.Hostname()
 	return &EdgeCore{
 		TypeMeta: Meta,
 		NodeName: strings.ToLower(host),
 		DataDir:  "/var/lib/skerry/edgecore",
-		Runtime:  Runtime{Endpoint: "unix:///run/containerd/containerd.sock"},
+		Hub: Hub{
+			Protocol:          ProtocolWebSocket,
+			ProjectID:         DefaultProjectID,
+			KeepaliveInterval: Duration{15 * time.Second},
+			Backoff:           Backoff{Base: Duration{time.Second}, Max: Duration{60 * time.Second}},
+		},
+		Runtime: Runtime{Endpoint: "unix:///run/containerd/containerd.sock"},
 	}
+}
+
+// BootstrapAddr returns hub.bootstrapServer, or hub.server's host on DefaultBootstrapPort.
+func (h *Hub) BootstrapAddr() string {
+	if h.BootstrapServer != "" {
+		return h.BootstrapServer
+	}
+	host, _, err := net.SplitHostPort(h.Server)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(host, DefaultBootstrapPort)
 }
 
 // Validate reports every invalid setting, each naming its key.
@@ -56,10 +142,69 @@ func (c *EdgeCore) Validate() error {
 	if !filepath.IsAbs(c.DataDir) {
 		errs = append(errs, fmt.Errorf("dataDir %q: want an absolute path", c.DataDir))
 	}
+	errs = append(errs, c.Hub.validate()...)
 	if err := validateCRIEndpoint(c.Runtime.Endpoint); err != nil {
 		errs = append(errs, fmt.Errorf("runtime.endpoint: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+func (h *Hub) validate() []error {
+	var errs []error
+	if h.Server == "" {
+		errs = append(errs, errors.New("hub.server: empty; set it to cloudcore's hub address, e.g. 10.0.0.1:10000"))
+	} else if err := validateHostPort(h.Server); err != nil {
+		errs = append(errs, fmt.Errorf("hub.server: %w", err))
+	}
+	if h.Protocol != ProtocolWebSocket && h.Protocol != ProtocolQUIC {
+		errs = append(errs, fmt.Errorf("hub.protocol %q: want %s or %s", h.Protocol, ProtocolWebSocket, ProtocolQUIC))
+	}
+	if h.BootstrapServer != "" {
+		if err := validateHostPort(h.BootstrapServer); err != nil {
+			errs = append(errs, fmt.Errorf("hub.bootstrapServer: %w", err))
+		}
+	}
+	// The token is a secret: the error describes its shape, never its value.
+	if h.Token != "" && !wellFormedToken(h.Token) {
+		errs = append(errs, errors.New("hub.token: malformed; want <64 hex characters>.<secret> as printed by `keadm gettoken`"))
+	}
+	if h.ProjectID == "" || len(h.ProjectID) > 64 {
+		errs = append(errs, fmt.Errorf("hub.projectID: want 1 to 64 characters, got %d", len(h.ProjectID)))
+	}
+	if h.KeepaliveInterval.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("hub.keepaliveInterval %s: want a positive duration", h.KeepaliveInterval))
+	}
+	if h.Backoff.Base.Duration <= 0 {
+		errs = append(errs, fmt.Errorf("hub.backoff.base %s: want a positive duration", h.Backoff.Base))
+	}
+	if h.Backoff.Max.Duration < h.Backoff.Base.Duration {
+		errs = append(errs, fmt.Errorf("hub.backoff.max %s: want at least hub.backoff.base (%s)", h.Backoff.Max, h.Backoff.Base))
+	}
+	return errs
+}
+
+func validateHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port: %w", s, err)
+	}
+	if host == "" {
+		return fmt.Errorf("%q: empty host", s)
+	}
+	if net.ParseIP(host) == nil && len(validation.IsDNS1123Subdomain(strings.ToLower(host))) > 0 {
+		return fmt.Errorf("%q: host is neither an IP address nor a DNS name", s)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port must be 1-65535", s)
+	}
+	return nil
+}
+
+// wellFormedToken checks the shape `keadm gettoken` prints: <hex SHA-256 of the CA>.<secret>.
+func wellFormedToken(t string) bool {
+	hash, secret, ok := strings.Cut(t, ".")
+	b, err := hex.DecodeString(hash)
+	return ok && err == nil && len(b) == 32 && secret != "" && !strings.ContainsAny(secret, " \t\r\n")
 }
 
 func validateCRIEndpoint(ep string) error {

@@ -45,6 +45,21 @@ func schema() []migration {
 				`CREATE INDEX outbox_msg_id ON outbox(msg_id)`,
 			},
 		},
+		{
+			version: 2,
+			name:    "objects",
+			stmts: []string{
+				// One row per object the cloud sent (objects.go). key is the edge-form
+				// resource string ("default/pod/web-1"); uid and resource_version are what
+				// the inventory reports; content is the message content as received.
+				`CREATE TABLE objects (
+					key              TEXT PRIMARY KEY NOT NULL,
+					uid              TEXT NOT NULL,
+					resource_version TEXT NOT NULL,
+					content          BLOB NOT NULL
+				) WITHOUT ROWID`,
+			},
+		},
 	}
 }
 

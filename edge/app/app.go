@@ -1,0 +1,228 @@
+// Package app wires edgecore's modules together: the store, the node's identity and EdgeHub.
+// It is the one place that knows every module (architecture principle 1); the modules only
+// know the interfaces they are given.
+//
+// Start-up order and why:
+//  1. The store opens first: it is the edge's truth (principle 3) and must be usable, or
+//     nothing else is worth starting.
+//  2. The node certificate is loaded from <dataDir>/certs. Only when none exists does the
+//     join token matter: the node bootstraps once with it and from then on authenticates
+//     with its certificate, so the token can be removed from the configuration. An expired
+//     certificate cannot be renewed (renewal authenticates with it), so Run stops with the
+//     recovery steps instead of retrying for ever.
+//  3. EdgeHub and the certificate renewal loop run until ctx is done. The hub's dialer reads
+//     the client certificate through tls.Config.GetClientCertificate from a holder that the
+//     renewal loop swaps, so the next dial presents the renewed certificate without
+//     rebuilding the hub. A session already open keeps the certificate it was opened with;
+//     that is fine because renewal happens at 70–90 % of the certificate's lifetime.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/skerry-io/skerry/edge/certs"
+	"github.com/skerry-io/skerry/edge/config"
+	"github.com/skerry-io/skerry/edge/hub"
+	"github.com/skerry-io/skerry/edge/store"
+	"github.com/skerry-io/skerry/pkg/transport"
+	"github.com/skerry-io/skerry/pkg/wire"
+)
+
+// Renewal retry bounds: a failed renewal is retried with a doubling delay in this range, and
+// never later than the certificate's expiry.
+const (
+	renewRetryMin = 10 * time.Second
+	renewRetryMax = 10 * time.Minute
+)
+
+// ErrNoToken: the node has no certificate and the configuration has no join token.
+var ErrNoToken = errors.New("hub.token: the node has no certificate yet and no join token is configured; " +
+	"get one with `keadm gettoken` on the cloud and set hub.token")
+
+// Run runs edgecore until ctx is done (SIGTERM), then stops every goroutine it started,
+// closes the store and returns nil. It returns an error if start-up fails.
+func Run(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("node", cfg.NodeName)
+
+	db, err := store.Open(ctx, cfg.DataDir, store.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := db.Close(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
+
+	creds, err := Credentials(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	id := newIdentity(creds)
+
+	host, _, err := net.SplitHostPort(cfg.Hub.Server)
+	if err != nil {
+		return fmt.Errorf("hub.server: %w", err)
+	}
+	tlsCfg := creds.ClientTLSConfig(host)
+	tlsCfg.Certificates = nil
+	tlsCfg.GetClientCertificate = id.clientCertificate
+	dialer, err := hub.NewDialer(cfg.Hub.Protocol, transport.DialConfig{
+		Addr:      cfg.Hub.Server,
+		NodeName:  cfg.NodeName,
+		ProjectID: cfg.Hub.ProjectID,
+		TLS:       tlsCfg,
+		Options:   transport.Options{Logger: log},
+	})
+	if err != nil {
+		return err
+	}
+	h, err := hub.New(hub.Config{
+		NodeName:          cfg.NodeName,
+		Dialer:            dialer,
+		Outbox:            db.Outbox(),
+		Inventory:         db,
+		Applier:           applier{db},
+		KeepaliveInterval: cfg.Hub.KeepaliveInterval.Duration,
+		Backoff:           hub.Backoff{Base: cfg.Hub.Backoff.Base.Duration, Max: cfg.Hub.Backoff.Max.Duration},
+	}, log)
+	if err != nil {
+		return err
+	}
+
+	log.Info("edgecore running", "server", cfg.Hub.Server, "protocol", cfg.Hub.Protocol,
+		"dataDir", cfg.DataDir, "certExpires", creds.Node.Cert.NotAfter)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := h.Run(ctx); err != nil {
+			cancel(err)
+		}
+	})
+	wg.Go(func() {
+		if err := renewLoop(ctx, cfg, id, log); err != nil {
+			cancel(err)
+		}
+	})
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("edgecore stopped", "err", err)
+		return err
+	}
+	log.Info("edgecore stopped")
+	return nil
+}
+
+// Credentials returns the node's certificate: the stored one, or, if there is none yet, one
+// obtained with the join token from hub.bootstrapServer.
+func Credentials(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) (*certs.Credentials, error) {
+	creds, err := certs.Load(cfg.DataDir)
+	switch {
+	case err == nil:
+		log.Info("loaded node certificate", "dir", certs.Dir(cfg.DataDir), "expires", creds.Node.Cert.NotAfter)
+		return creds, nil
+	case errors.Is(err, certs.ErrCertExpired):
+		// The message says how to recover: a new token and a new join.
+		return nil, err
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("loading the node certificate: %w", err)
+	case cfg.Hub.Token == "":
+		return nil, ErrNoToken
+	}
+	addr := cfg.Hub.BootstrapAddr()
+	log.Info("no node certificate yet, joining the cloud with the configured token", "bootstrapServer", addr)
+	creds, err = certs.Bootstrap(ctx, addr, cfg.Hub.Token, cfg.NodeName, cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("joining the cloud at %s (hub.bootstrapServer): %w", addr, err)
+	}
+	log.Info("joined the cloud; hub.token is no longer needed and can be removed from the configuration",
+		"expires", creds.Node.Cert.NotAfter)
+	return creds, nil
+}
+
+// applier adapts the store to hub.Applier.
+type applier struct{ db *store.DB }
+
+func (a applier) Apply(ctx context.Context, m *wire.Message) error { return a.db.ApplyMessage(ctx, m) }
+
+// identity holds the node's current credentials for every TLS handshake.
+type identity struct {
+	creds atomic.Pointer[certs.Credentials]
+}
+
+func newIdentity(c *certs.Credentials) *identity {
+	id := &identity{}
+	id.creds.Store(c)
+	return id
+}
+
+func (id *identity) clientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	c := id.creds.Load()
+	return &tls.Certificate{
+		Certificate: [][]byte{c.Node.Cert.Raw},
+		PrivateKey:  c.Node.Key,
+		Leaf:        c.Node.Cert,
+	}, nil
+}
+
+// renewLoop renews the node certificate at certs.RenewAt and hands the new one to the dialer,
+// retrying failures with a growing delay. It returns nil when ctx is done, and an error
+// wrapping certs.ErrCertExpired if the certificate expired before a renewal succeeded: the
+// node can then no longer authenticate, and only a new join recovers it.
+func renewLoop(ctx context.Context, cfg *config.EdgeCore, id *identity, log *slog.Logger) error {
+	addr := cfg.Hub.BootstrapAddr()
+	timer := time.NewTimer(0)
+	timer.Stop()
+	defer timer.Stop()
+	retry := renewRetryMin
+	at := certs.RenewAt(id.creds.Load().Node.Cert, nil)
+	for {
+		log.Info("certificate renewal scheduled", "at", at, "bootstrapServer", addr)
+		timer.Reset(time.Until(at))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		creds, err := certs.Renew(ctx, addr, cfg.DataDir)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			id.creds.Store(creds)
+			retry = renewRetryMin
+			at = certs.RenewAt(creds.Node.Cert, nil)
+			log.Info("renewed node certificate; the next connection uses it", "expires", creds.Node.Cert.NotAfter)
+			continue
+		}
+		if errors.Is(err, certs.ErrCertExpired) {
+			return err // certs.Load's message carries the recovery steps
+		}
+		expires := id.creds.Load().Node.Cert.NotAfter
+		now := time.Now()
+		if !now.Before(expires) {
+			return fmt.Errorf("%w at %s before it could be renewed (last attempt: %v); get a new token with `keadm gettoken` "+
+				"on the cloud, remove %s and start edgecore with hub.token set",
+				certs.ErrCertExpired, expires.UTC().Format(time.RFC3339), err, certs.Dir(cfg.DataDir))
+		}
+		at = now.Add(retry)
+		if at.After(expires) {
+			at = expires // the next round then reports the expiry
+		}
+		log.Warn("certificate renewal failed, will retry", "err", err, "retryAt", at, "expires", expires)
+		retry = min(2*retry, renewRetryMax)
+	}
+}
