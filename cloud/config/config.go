@@ -4,7 +4,12 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/skerry-io/skerry/pkg/configfile"
 )
@@ -17,6 +22,15 @@ type CloudCore struct {
 	configfile.TypeMeta `json:",inline"`
 	// KubeAPI says how cloudcore reaches the Kubernetes API server.
 	KubeAPI KubeAPI `json:"kubeAPI"`
+	// Namespace holds cloudcore's Secrets: the CA (skerry-ca), the serving certificate
+	// (skerry-cloudcore-serving) and the join tokens. It is created if missing.
+	Namespace string `json:"namespace"`
+	// Hub is CloudHub, the edge nodes' WebSocket and QUIC endpoints.
+	Hub Hub `json:"hub"`
+	// Bootstrap is the HTTPS service edge nodes join through.
+	Bootstrap Bootstrap `json:"bootstrap"`
+	// Admin is the local health endpoint.
+	Admin Admin `json:"admin"`
 }
 
 // KubeAPI is the connection to the Kubernetes API server.
@@ -28,29 +42,150 @@ type KubeAPI struct {
 	Burst int     `json:"burst"`
 }
 
+// Hub configures CloudHub.
+type Hub struct {
+	WebSocket Listener `json:"websocket"`
+	QUIC      Listener `json:"quic"`
+	// NodeLimit bounds the edge nodes connected at once; further connections are refused.
+	NodeLimit int `json:"nodeLimit"`
+	// KeepaliveTimeout closes a session the edge left silent this long.
+	KeepaliveTimeout metav1.Duration `json:"keepaliveTimeout"`
+	// RateLimit paces the messages sent down to each node.
+	RateLimit RateLimit `json:"rateLimit"`
+}
+
+// Listener is one transport endpoint.
+type Listener struct {
+	Enable  bool   `json:"enable"`
+	Address string `json:"address"`
+}
+
+// RateLimit is a per-node token bucket: QPS messages per second, bursts of Burst.
+type RateLimit struct {
+	QPS   float64 `json:"qps"`
+	Burst int     `json:"burst"`
+}
+
+// Bootstrap configures the node bootstrap service and the serving certificate.
+type Bootstrap struct {
+	// Address is the HTTPS listen address of /ca.crt and /edge.crt.
+	Address string `json:"address"`
+	// AdvertiseAddresses are the IP addresses edge nodes reach cloudcore at; they become IP
+	// SANs of the serving certificate (with 127.0.0.1). Empty means every non-loopback address
+	// of this host's interfaces, looked up at start: set it explicitly behind NAT or a load
+	// balancer, or when the host's addresses change.
+	AdvertiseAddresses []string `json:"advertiseAddresses"`
+	// DNSNames are extra DNS SANs of the serving certificate (localhost is always included).
+	DNSNames []string `json:"dnsNames"`
+	// There is no tokenTTL here on purpose: tokens are created by `keadm gettoken` (its --ttl,
+	// default 24h), never by cloudcore, so such a key would be read by nobody.
+	// CertValidity is the lifetime of the client certificates issued to edge nodes.
+	CertValidity metav1.Duration `json:"certValidity"`
+}
+
+// Admin is the local HTTP endpoint with /healthz, /readyz and /debug/nodes.
+type Admin struct {
+	Address string `json:"address"`
+}
+
 // Default returns the configuration used where the file says nothing.
 func Default() *CloudCore {
 	return &CloudCore{
-		TypeMeta: Meta,
-		KubeAPI:  KubeAPI{QPS: 100, Burst: 200},
+		TypeMeta:  Meta,
+		KubeAPI:   KubeAPI{QPS: 100, Burst: 200},
+		Namespace: "kubeedge",
+		Hub: Hub{
+			WebSocket:        Listener{Enable: true, Address: "0.0.0.0:10000"},
+			QUIC:             Listener{Enable: false, Address: "0.0.0.0:10001"},
+			NodeLimit:        1000,
+			KeepaliveTimeout: metav1.Duration{Duration: 30 * time.Second},
+			RateLimit:        RateLimit{QPS: 200, Burst: 500},
+		},
+		Bootstrap: Bootstrap{
+			Address:      "0.0.0.0:10002",
+			CertValidity: metav1.Duration{Duration: 8760 * time.Hour},
+		},
+		Admin: Admin{Address: "127.0.0.1:10006"},
 	}
 }
 
 // Validate reports every invalid setting, each naming its key.
 func (c *CloudCore) Validate() error {
 	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
 	if p := c.KubeAPI.Kubeconfig; p != "" {
 		if st, err := os.Stat(p); err != nil {
 			errs = append(errs, fmt.Errorf("kubeAPI.kubeconfig: %w", err))
 		} else if st.IsDir() {
-			errs = append(errs, fmt.Errorf("kubeAPI.kubeconfig: %s is a directory, want a kubeconfig file", p))
+			bad("kubeAPI.kubeconfig", "%s is a directory, want a kubeconfig file", p)
 		}
 	}
 	if c.KubeAPI.QPS <= 0 {
-		errs = append(errs, fmt.Errorf("kubeAPI.qps: %v, want > 0", c.KubeAPI.QPS))
+		bad("kubeAPI.qps", "%v, want > 0", c.KubeAPI.QPS)
 	}
 	if c.KubeAPI.Burst < 1 || float32(c.KubeAPI.Burst) < c.KubeAPI.QPS {
-		errs = append(errs, fmt.Errorf("kubeAPI.burst: %d, want >= 1 and >= kubeAPI.qps", c.KubeAPI.Burst))
+		bad("kubeAPI.burst", "%d, want >= 1 and >= kubeAPI.qps", c.KubeAPI.Burst)
 	}
+	if msgs := validation.IsDNS1123Label(c.Namespace); len(msgs) > 0 {
+		bad("namespace", "%q: %v", c.Namespace, msgs)
+	}
+
+	if !c.Hub.WebSocket.Enable && !c.Hub.QUIC.Enable {
+		bad("hub.websocket.enable", "and hub.quic.enable are both false, want at least one transport")
+	}
+	if c.Hub.WebSocket.Enable {
+		checkAddr(bad, "hub.websocket.address", c.Hub.WebSocket.Address)
+	}
+	if c.Hub.QUIC.Enable {
+		checkAddr(bad, "hub.quic.address", c.Hub.QUIC.Address)
+	}
+	if c.Hub.NodeLimit < 1 {
+		bad("hub.nodeLimit", "%d, want >= 1", c.Hub.NodeLimit)
+	}
+	if c.Hub.KeepaliveTimeout.Duration < time.Second {
+		bad("hub.keepaliveTimeout", "%v, want >= 1s", c.Hub.KeepaliveTimeout.Duration)
+	}
+	if c.Hub.RateLimit.QPS <= 0 {
+		bad("hub.rateLimit.qps", "%v, want > 0", c.Hub.RateLimit.QPS)
+	}
+	if c.Hub.RateLimit.Burst < 1 {
+		bad("hub.rateLimit.burst", "%d, want >= 1", c.Hub.RateLimit.Burst)
+	}
+
+	checkAddr(bad, "bootstrap.address", c.Bootstrap.Address)
+	for i, a := range c.Bootstrap.AdvertiseAddresses {
+		if ip := net.ParseIP(a); ip == nil || ip.IsUnspecified() {
+			bad(fmt.Sprintf("bootstrap.advertiseAddresses[%d]", i), "%q, want a specific IP address", a)
+		}
+	}
+	for i, n := range c.Bootstrap.DNSNames {
+		if msgs := validation.IsDNS1123Subdomain(n); len(msgs) > 0 {
+			bad(fmt.Sprintf("bootstrap.dnsNames[%d]", i), "%q: %v", n, msgs)
+		}
+	}
+	if c.Bootstrap.CertValidity.Duration < time.Hour {
+		bad("bootstrap.certValidity", "%v, want >= 1h", c.Bootstrap.CertValidity.Duration)
+	}
+	checkAddr(bad, "admin.address", c.Admin.Address)
 	return errors.Join(errs...)
+}
+
+// checkAddr accepts host:port with a numeric port (0 picks a free port, for tests).
+func checkAddr(bad func(key, format string, args ...any), key, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		bad(key, "%q: %v", addr, err)
+		return
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		if msgs := validation.IsDNS1123Subdomain(host); len(msgs) > 0 {
+			bad(key, "host %q is neither an IP address nor a DNS name", host)
+		}
+	}
+	var p int
+	if _, err := fmt.Sscanf(port, "%d", &p); err != nil || p < 0 || p > 65535 || fmt.Sprint(p) != port {
+		bad(key, "port %q, want 0-65535", port)
+	}
 }

@@ -3,9 +3,7 @@
 package main
 
 import (
-	"context"
-	"log/slog"
-
+	"github.com/skerry-io/skerry/cloud/app"
 	"github.com/skerry-io/skerry/cloud/config"
 	"github.com/skerry-io/skerry/internal/cli"
 )
@@ -16,13 +14,6 @@ func main() {
 		Short:    "Skerry cloud core: syncs edge nodes with a Kubernetes cluster",
 		Meta:     config.Meta,
 		Defaults: config.Default,
-		Run:      run,
+		Run:      app.Run,
 	}.Command())
-}
-
-func run(_ context.Context, cfg *config.CloudCore, log *slog.Logger) error {
-	// The hub, bootstrap and controllers arrive with their issues; until then cloudcore
-	// validates its configuration and exits, so packaging and config handling can be tested.
-	log.Info("configuration valid; no modules in this build yet, exiting", "kubeconfig", cfg.KubeAPI.Kubeconfig)
-	return nil
 }

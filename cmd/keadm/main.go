@@ -15,7 +15,10 @@ func main() {
 	cli.Main(newRootCommand())
 }
 
-func newRootCommand() *cobra.Command {
+func newRootCommand() *cobra.Command { return newRootCommandWith(newKubeClient) }
+
+// newRootCommandWith builds keadm with the given way to reach the cluster (tests pass a fake).
+func newRootCommandWith(kube kubeClientFunc) *cobra.Command {
 	var showVersion bool
 	root := &cobra.Command{
 		Use:           "keadm",
@@ -31,7 +34,7 @@ func newRootCommand() *cobra.Command {
 		},
 	}
 	root.Flags().BoolVar(&showVersion, "version", false, "print version, git commit and build date and exit")
-	root.AddCommand(newVersionCommand())
+	root.AddCommand(newVersionCommand(), newGetTokenCommand(kube), newRevokeTokenCommand(kube))
 	return root
 }
 

@@ -1,0 +1,402 @@
+// Package app wires cloudcore together: the Kubernetes client, the CA and serving certificate
+// kept in Secrets (package ca), the bootstrap HTTPS service, CloudHub with its WebSocket and
+// QUIC servers, and the admin endpoint (/healthz, /readyz, /debug/nodes).
+//
+// What is not built yet is answered honestly rather than faked:
+//   - The desired set of every node is empty ([emptyDesired]). Nothing is scheduled to edge
+//     nodes through cloudcore yet, so an empty set is the truth today; the EdgeController issue
+//     replaces it with the real node graph. (An edge that holds objects from an earlier cloud
+//     will be told to delete them: that is what an empty desired set means.)
+//   - Every upstream message is answered with the error "not supported yet: <operation>
+//     <resource>" ([unsupportedUpstream]). The edge's hub treats an error reply as the cloud's
+//     definitive refusal and drops the outbox entry, so nothing is retried for ever; the
+//     issues that add node registration and status handling replace it.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/skerry-io/skerry/cloud/bootstrap"
+	"github.com/skerry-io/skerry/cloud/ca"
+	"github.com/skerry-io/skerry/cloud/config"
+	"github.com/skerry-io/skerry/cloud/hub"
+	"github.com/skerry-io/skerry/pkg/transport"
+	"github.com/skerry-io/skerry/pkg/wire"
+)
+
+const (
+	// shutdownTimeout bounds how long HTTP servers wait for requests in flight on shutdown.
+	shutdownTimeout = 3 * time.Second
+	// pruneInterval is how often expired join tokens are deleted.
+	pruneInterval = time.Hour
+)
+
+// Run runs cloudcore until ctx is cancelled or a component fails.
+func Run(ctx context.Context, cfg *config.CloudCore, log *slog.Logger) error {
+	client, err := NewKubeClient(cfg.KubeAPI)
+	if err != nil {
+		return err
+	}
+	a, err := New(ctx, cfg, client, log)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// NewKubeClient builds a client from the kubeconfig file named in cfg, or from the in-cluster
+// service account when it names none.
+func NewKubeClient(cfg config.KubeAPI) (kubernetes.Interface, error) {
+	var rc *rest.Config
+	var err error
+	if cfg.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubeAPI: %w", err)
+	}
+	rc.QPS = cfg.QPS
+	rc.Burst = cfg.Burst
+	rc.UserAgent = "skerry-cloudcore"
+	return kubernetes.NewForConfig(rc)
+}
+
+// App is a cloudcore whose listeners are open; [App.Run] serves them.
+type App struct {
+	cfg    *config.CloudCore
+	log    *slog.Logger
+	tokens *bootstrap.SecretStore
+
+	hub       *hub.Hub
+	hubSrvs   []transport.Server
+	bootLn    net.Listener
+	bootSrv   *http.Server
+	adminLn   net.Listener
+	adminSrv  *http.Server
+	nodes     *nodeSet
+	ready     atomic.Bool
+	closeOnce sync.Once
+}
+
+// New prepares the namespace, CA and serving certificate and opens every listener, so a
+// port in use fails here, before anything is served.
+func New(ctx context.Context, cfg *config.CloudCore, client kubernetes.Interface, log *slog.Logger) (*App, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ns := cfg.Namespace
+	if err := ca.EnsureNamespace(ctx, client, ns); err != nil {
+		return nil, err
+	}
+	authority, created, err := ca.EnsureCA(ctx, client, ns)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Info("created CA", "secret", ns+"/"+ca.CASecretName, "notAfter", authority.Cert.NotAfter)
+	}
+	ips, err := advertiseIPs(cfg.Bootstrap.AdvertiseAddresses)
+	if err != nil {
+		return nil, err
+	}
+	serving, reason, err := ca.EnsureServing(ctx, client, ns, authority, ca.ServingRequest(ips, cfg.Bootstrap.DNSNames), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		log.Info("issued serving certificate", "secret", ns+"/"+ca.ServingSecretName, "reason", reason,
+			"ips", serving.Cert.IPAddresses, "dnsNames", serving.Cert.DNSNames)
+	}
+	servingCert, err := transport.Certificate(serving)
+	if err != nil {
+		return nil, err
+	}
+
+	a := &App{cfg: cfg, log: log, tokens: bootstrap.NewSecretStore(client, ns), nodes: newNodeSet(log)}
+	ok := false
+	defer func() {
+		if !ok {
+			a.closeListeners()
+		}
+	}()
+
+	bs, err := bootstrap.NewServer(bootstrap.Config{
+		CA:           authority,
+		Tokens:       a.tokens,
+		CertValidity: cfg.Bootstrap.CertValidity.Duration,
+		Logger:       log.With("component", "bootstrap"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Bootstrap.Address)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap.address: %w", err)
+	}
+	a.bootLn = tls.NewListener(ln, bs.TLSConfig(servingCert))
+	a.bootSrv = &http.Server{Handler: bs, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+
+	a.hub, err = hub.New(hub.Config{
+		Upstream:         unsupportedUpstream{log: log},
+		Desired:          emptyDesired{},
+		Observer:         a.nodes,
+		MaxNodes:         cfg.Hub.NodeLimit,
+		KeepaliveTimeout: cfg.Hub.KeepaliveTimeout.Duration,
+		SendRate:         cfg.Hub.RateLimit.QPS,
+		SendBurst:        cfg.Hub.RateLimit.Burst,
+	}, log.With("component", "cloudhub"))
+	if err != nil {
+		return nil, err
+	}
+	hubTLS, err := transport.ServerTLSConfig(servingCert, authority.Pool())
+	if err != nil {
+		return nil, err
+	}
+	opts := transport.Options{Logger: log.With("component", "transport")}
+	if cfg.Hub.WebSocket.Enable {
+		s, err := transport.ListenWebSocket(transport.ServerConfig{Addr: cfg.Hub.WebSocket.Address, TLS: hubTLS, Handler: a.hub.ServeConn, Options: opts})
+		if err != nil {
+			return nil, fmt.Errorf("hub.websocket.address: %w", err)
+		}
+		a.hubSrvs = append(a.hubSrvs, s)
+	}
+	if cfg.Hub.QUIC.Enable {
+		s, err := transport.ListenQUIC(transport.ServerConfig{Addr: cfg.Hub.QUIC.Address, TLS: hubTLS, Handler: a.hub.ServeConn, Options: opts})
+		if err != nil {
+			return nil, fmt.Errorf("hub.quic.address: %w", err)
+		}
+		a.hubSrvs = append(a.hubSrvs, s)
+	}
+
+	a.adminLn, err = net.Listen("tcp", cfg.Admin.Address)
+	if err != nil {
+		return nil, fmt.Errorf("admin.address: %w", err)
+	}
+	a.adminSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	ok = true
+	return a, nil
+}
+
+// Addrs are the bound addresses, by role: "websocket", "quic", "bootstrap", "admin".
+func (a *App) Addrs() map[string]net.Addr {
+	m := map[string]net.Addr{"bootstrap": a.bootLn.Addr(), "admin": a.adminLn.Addr()}
+	for _, s := range a.hubSrvs {
+		switch s.(type) {
+		case *transport.WebSocketServer:
+			m["websocket"] = s.Addr()
+		case *transport.QUICServer:
+			m["quic"] = s.Addr()
+		}
+	}
+	return m
+}
+
+// ConnectedNodes returns the names of the connected nodes, sorted.
+func (a *App) ConnectedNodes() []string { return a.nodes.list() }
+
+// Close releases the listeners of an App whose Run is never called.
+func (a *App) Close() { a.closeListeners() }
+
+func (a *App) closeListeners() {
+	a.closeOnce.Do(func() {
+		for _, s := range a.hubSrvs {
+			_ = s.Close()
+		}
+		if a.bootLn != nil {
+			_ = a.bootLn.Close()
+		}
+		if a.adminLn != nil {
+			_ = a.adminLn.Close()
+		}
+	})
+}
+
+// Run serves until ctx is cancelled or a component fails, then stops every component and
+// returns after all of its goroutines ended. It may be called once.
+func (a *App) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(name string, f func() error) {
+		wg.Go(func() {
+			err := f()
+			if err != nil && ctx.Err() == nil {
+				a.log.Error("component failed, stopping cloudcore", "component", name, "err", err)
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+			cancel()
+		})
+	}
+	run("admin", func() error { return serveHTTP(ctx, a.adminSrv, a.adminLn) })
+	run("bootstrap", func() error { return serveHTTP(ctx, a.bootSrv, a.bootLn) })
+	run("cloudhub", func() error { return a.hub.Run(ctx, a.hubSrvs...) })
+	run("token-pruner", func() error { a.pruneTokens(ctx); return nil })
+	a.ready.Store(true)
+	attrs := []any{}
+	for role, addr := range a.Addrs() {
+		attrs = append(attrs, role, addr.String())
+	}
+	a.log.Info("cloudcore serving", attrs...)
+
+	<-ctx.Done()
+	a.ready.Store(false)
+	wg.Wait() // the servers closed their listeners
+	a.log.Info("cloudcore stopped")
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// serveHTTP serves ln until ctx is done, then shuts the server down gracefully.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (a *App) pruneTokens(ctx context.Context) {
+	t := time.NewTicker(pruneInterval)
+	defer t.Stop()
+	for {
+		if n, err := a.tokens.Prune(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			a.log.Warn("pruning expired join tokens failed", "err", err)
+		} else if n > 0 {
+			a.log.Info("pruned expired join tokens", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *App) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /debug/nodes", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a.nodes.list())
+	})
+	return mux
+}
+
+// advertiseIPs parses the configured addresses or, when there are none, lists this host's
+// non-loopback interface addresses.
+func advertiseIPs(configured []string) ([]net.IP, error) {
+	var ips []net.IP
+	if len(configured) > 0 {
+		for _, s := range configured {
+			ips = append(ips, net.ParseIP(s)) // validated by config
+		}
+		return ips, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap.advertiseAddresses is empty and the host's addresses are unknown (%w): set it", err)
+	}
+	for _, addr := range addrs {
+		if n, ok := addr.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			ips = append(ips, n.IP)
+		}
+	}
+	return ips, nil
+}
+
+// emptyDesired is the desired set until the EdgeController exists: nothing is scheduled to
+// edge nodes through cloudcore yet.
+type emptyDesired struct{}
+
+func (emptyDesired) Desired(context.Context, string) (map[wire.Key]hub.Object, error) {
+	return map[wire.Key]hub.Object{}, nil
+}
+
+// unsupportedUpstream refuses every upstream message with a definitive error, which the edge
+// drops from its outbox.
+type unsupportedUpstream struct{ log *slog.Logger }
+
+func (u unsupportedUpstream) Handle(_ context.Context, node string, msg *wire.Message) error {
+	u.log.Debug("refusing upstream message: not supported yet", "node", node,
+		"operation", msg.Route.Operation, "resource", msg.Route.Resource)
+	return fmt.Errorf("not supported yet: %s %s", msg.Route.Operation, msg.Route.Resource)
+}
+
+// nodeSet is the SessionObserver: it logs connects and disconnects and keeps the set of
+// connected nodes for /debug/nodes.
+type nodeSet struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	nodes map[string]hub.SessionInfo
+}
+
+func newNodeSet(log *slog.Logger) *nodeSet {
+	return &nodeSet{log: log, nodes: make(map[string]hub.SessionInfo)}
+}
+
+func (s *nodeSet) NodeConnected(node string, info hub.SessionInfo) {
+	s.mu.Lock()
+	s.nodes[node] = info
+	s.mu.Unlock()
+	s.log.Info("edge node connected", "node", node, "protocol", info.Protocol, "remote", info.RemoteAddr)
+}
+
+func (s *nodeSet) NodeDisconnected(node string, reason string) {
+	s.mu.Lock()
+	delete(s.nodes, node)
+	s.mu.Unlock()
+	s.log.Info("edge node disconnected", "node", node, "reason", reason)
+}
+
+func (s *nodeSet) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.nodes))
+	for n := range s.nodes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
