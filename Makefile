@@ -65,7 +65,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 .PHONY: e2e
-e2e: deps ## End-to-end tests on the real control plane and containerd (root; starts what is not running).
+e2e: deps build ## End-to-end tests on the real control plane and containerd (root; starts what is not running).
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e
 
 .PHONY: test-lifecycle
