@@ -20,8 +20,8 @@ type Process struct {
 	cmd    *exec.Cmd
 	out    *syncBuffer // stdout and stderr interleaved
 	stdout *syncBuffer
-	done chan struct{}
-	err  error
+	done   chan struct{}
+	err    error
 }
 
 // Binary returns the path of one of our binaries built by `make build`.
