@@ -164,8 +164,8 @@ func Load(dataDir string) (*Credentials, error) {
 		return nil, err
 	}
 	if now := time.Now(); now.After(kp.Cert.NotAfter) {
-		return nil, fmt.Errorf("%w at %s (%s): it can no longer be renewed; get a new token with `keadm gettoken` on the cloud and run `keadm join --token <token>` again",
-			ErrCertExpired, kp.Cert.NotAfter.UTC().Format(time.RFC3339), filepath.Join(dir, CertFile))
+		return nil, fmt.Errorf("%w at %s (%s): it can no longer be renewed; rejoin the node: get a new token with `keadm gettoken` on the cloud, set it as hub.token in edgecore's configuration, remove %s and start edgecore again",
+			ErrCertExpired, kp.Cert.NotAfter.UTC().Format(time.RFC3339), filepath.Join(dir, CertFile), dir)
 	}
 	if _, err := kp.Cert.Verify(x509.VerifyOptions{Roots: poolOf(ca), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return nil, fmt.Errorf("%s does not chain to %s: %w", filepath.Join(dir, CertFile), filepath.Join(dir, CAFile), err)

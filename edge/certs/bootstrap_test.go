@@ -273,7 +273,7 @@ func TestLoadExpired(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Load(dir)
-	if !errors.Is(err, ErrCertExpired) || !strings.Contains(err.Error(), "keadm gettoken") || !strings.Contains(err.Error(), "keadm join") {
+	if !errors.Is(err, ErrCertExpired) || !strings.Contains(err.Error(), "keadm gettoken") || !strings.Contains(err.Error(), "hub.token") {
 		t.Fatalf("got %v", err)
 	}
 }
