@@ -314,39 +314,21 @@ func remoteAppError(qc *quic.Conn, err error) *quic.ApplicationError {
 
 // quicConn is a [Conn] over one QUIC connection and its single stream.
 type quicConn struct {
-	qc        *quic.Conn
-	st        *quic.Stream
-	opts      Options
-	node      string
-	project   string
-	cert      *x509.Certificate
-	log       *slog.Logger
-	readMu    sync.Mutex
-	rbuf      []byte
-	writeMu   sync.Mutex
-	wbuf      []byte
-	closeOnce sync.Once
-	closed    chan struct{}
+	connState
+	qc      *quic.Conn
+	st      *quic.Stream
+	readMu  sync.Mutex
+	rbuf    []byte
+	writeMu sync.Mutex
+	wbuf    []byte
 }
 
 func newQUICConn(qc *quic.Conn, st *quic.Stream, opts Options, node, project string, cert *x509.Certificate, log *slog.Logger) *quicConn {
-	return &quicConn{qc: qc, st: st, opts: opts, node: node, project: project, cert: cert, log: log, closed: make(chan struct{})}
+	return &quicConn{connState: newConnState(opts, node, project, cert, log), qc: qc, st: st}
 }
 
-func (c *quicConn) NodeName() string                   { return c.node }
-func (c *quicConn) ProjectID() string                  { return c.project }
-func (c *quicConn) PeerCertificate() *x509.Certificate { return c.cert }
-func (c *quicConn) RemoteAddr() net.Addr               { return c.qc.RemoteAddr() }
-func (c *quicConn) Protocol() string                   { return ProtocolQUIC }
-
-func (c *quicConn) isClosed() bool {
-	select {
-	case <-c.closed:
-		return true
-	default:
-		return false
-	}
-}
+func (c *quicConn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }
+func (c *quicConn) Protocol() string     { return ProtocolQUIC }
 
 // Read implements [Conn].
 func (c *quicConn) Read(ctx context.Context) (*wire.Message, error) {

@@ -228,38 +228,20 @@ func (d WebSocketDialer) Dial(ctx context.Context) (Conn, error) {
 
 // wsConn is a [Conn] over one WebSocket.
 type wsConn struct {
-	ws        *websocket.Conn
-	opts      Options
-	node      string
-	project   string
-	cert      *x509.Certificate
-	log       *slog.Logger
-	readMu    sync.Mutex
-	writeMu   sync.Mutex
-	wbuf      []byte
-	closeOnce sync.Once
-	closed    chan struct{}
+	connState
+	ws      *websocket.Conn
+	readMu  sync.Mutex
+	writeMu sync.Mutex
+	wbuf    []byte
 }
 
 func newWSConn(ws *websocket.Conn, opts Options, node, project string, cert *x509.Certificate, log *slog.Logger) *wsConn {
 	ws.SetReadLimit(opts.Limits.MaxMessageSize)
-	return &wsConn{ws: ws, opts: opts, node: node, project: project, cert: cert, log: log, closed: make(chan struct{})}
+	return &wsConn{connState: newConnState(opts, node, project, cert, log), ws: ws}
 }
 
-func (c *wsConn) NodeName() string                   { return c.node }
-func (c *wsConn) ProjectID() string                  { return c.project }
-func (c *wsConn) PeerCertificate() *x509.Certificate { return c.cert }
-func (c *wsConn) RemoteAddr() net.Addr               { return c.ws.RemoteAddr() }
-func (c *wsConn) Protocol() string                   { return ProtocolWebSocket }
-
-func (c *wsConn) isClosed() bool {
-	select {
-	case <-c.closed:
-		return true
-	default:
-		return false
-	}
-}
+func (c *wsConn) RemoteAddr() net.Addr { return c.ws.RemoteAddr() }
+func (c *wsConn) Protocol() string     { return ProtocolWebSocket }
 
 // Read implements [Conn].
 func (c *wsConn) Read(ctx context.Context) (*wire.Message, error) {
