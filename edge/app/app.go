@@ -7,7 +7,11 @@
 //     nothing else is worth starting.
 //  2. The node certificate is loaded from <dataDir>/certs. Only when none exists does the
 //     join token matter: the node bootstraps once with it and from then on authenticates
-//     with its certificate, so the token can be removed from the configuration. An expired
+//     with its certificate, so the token can be removed from the configuration. A cloud
+//     that cannot be reached yet (connection refused, timeout, a TLS handshake failing at the
+//     transport level, a 5xx) is retried with the hub's backoff until ctx is done; a refusal
+//     (a 4xx such as a wrong token, a CA that does not match the token's hash, a serving
+//     certificate not valid for the address) stops Run at once with its message. An expired
 //     certificate cannot be renewed (renewal authenticates with it), so Run stops with the
 //     recovery steps instead of retrying for ever.
 //  3. EdgeHub and the certificate renewal loop run until ctx is done. The hub's dialer reads
@@ -20,13 +24,17 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/skerry-io/skerry/edge/certs"
@@ -68,6 +76,11 @@ func Run(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) error {
 
 	creds, err := Credentials(ctx, cfg, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while still trying to join: a normal stop, not a failure.
+			log.Info("edgecore stopped before joining the cloud", "lastErr", err)
+			return nil
+		}
 		return err
 	}
 	id := newIdentity(creds)
@@ -127,7 +140,9 @@ func Run(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) error {
 }
 
 // Credentials returns the node's certificate: the stored one, or, if there is none yet, one
-// obtained with the join token from hub.bootstrapServer.
+// obtained with the join token from hub.bootstrapServer. Joining is retried with the hub's
+// backoff while the cloud cannot be reached (see joinRetryable); if ctx ends first the error
+// wraps both the last failure and ctx's cause.
 func Credentials(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) (*certs.Credentials, error) {
 	creds, err := certs.Load(cfg.DataDir)
 	switch {
@@ -144,13 +159,58 @@ func Credentials(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) (*
 	}
 	addr := cfg.Hub.BootstrapAddr()
 	log.Info("no node certificate yet, joining the cloud with the configured token", "bootstrapServer", addr)
-	creds, err = certs.Bootstrap(ctx, addr, cfg.Hub.Token, cfg.NodeName, cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("joining the cloud at %s (hub.bootstrapServer): %w", addr, err)
+	backoff := hub.Backoff{Base: cfg.Hub.Backoff.Base.Duration, Max: cfg.Hub.Backoff.Max.Duration}
+	timer := time.NewTimer(0)
+	timer.Stop()
+	defer timer.Stop()
+	for failures := 0; ; failures++ {
+		creds, err = certs.Bootstrap(ctx, addr, cfg.Hub.Token, cfg.NodeName, cfg.DataDir)
+		if err == nil {
+			break
+		}
+		err = fmt.Errorf("joining the cloud at %s (hub.bootstrapServer): %w", addr, err)
+		if ctx.Err() != nil {
+			return nil, errors.Join(err, context.Cause(ctx))
+		}
+		if !joinRetryable(err) {
+			return nil, err
+		}
+		delay := backoff.Delay(failures)
+		log.Warn("cannot reach the cloud to join, will retry", "err", err, "retryIn", delay, "failures", failures+1)
+		timer.Reset(delay)
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(err, context.Cause(ctx))
+		case <-timer.C:
+		}
 	}
 	log.Info("joined the cloud; hub.token is no longer needed and can be removed from the configuration",
 		"expires", creds.Node.Cert.NotAfter)
 	return creds, nil
+}
+
+// joinRetryable tells a cloud that cannot be reached yet (connection refused or reset, a
+// timeout, a TLS handshake that fails at the transport level, a 5xx answer) from a refusal:
+// a 4xx answer, a CA that does not match the token's hash, a serving certificate not valid
+// for the configured address, a malformed token or a local failure. Retrying a refusal
+// cannot help (a wrong token will not become right), so it ends start-up with its message.
+func joinRetryable(err error) bool {
+	var se *certs.StatusError
+	var he x509.HostnameError
+	switch {
+	case errors.As(err, &se):
+		return se.Code >= 500
+	case errors.Is(err, certs.ErrCAMismatch), errors.As(err, &he):
+		return false
+	}
+	var opErr *net.OpError
+	var recErr tls.RecordHeaderError
+	var alert tls.AlertError
+	var urlErr *url.Error
+	return errors.As(err, &opErr) || errors.As(err, &recErr) || errors.As(err, &alert) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &urlErr) && urlErr.Timeout())
 }
 
 // applier adapts the store to hub.Applier.

@@ -79,6 +79,9 @@ func TestExpiredCertificateGivesRecoverySteps(t *testing.T) {
 	}
 }
 
+// TestBootstrapFailureNamesBootstrapServer: while the cloud cannot be reached the join is
+// retried, each failure is logged naming hub.bootstrapServer and never the token, and a stop
+// during the retries is a normal stop.
 func TestBootstrapFailureNamesBootstrapServer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,9 +92,22 @@ func TestBootstrapFailureNamesBootstrapServer(t *testing.T) {
 	cfg := testConfig(t, "127.0.0.1:1")
 	cfg.Hub.BootstrapServer = addr
 	cfg.Hub.Token = strings.Repeat("ab", 32) + ".secret"
-	err = Run(context.Background(), cfg, quiet())
-	if err == nil || !strings.Contains(err.Error(), "hub.bootstrapServer") || strings.Contains(err.Error(), "secret") {
-		t.Fatalf("Run = %v, want a join failure naming hub.bootstrapServer and not the token", err)
+	logs := newLogRecorder()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, logs.logger()) }()
+	first := logs.wait(t, joinRetryMsg, 3)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if !strings.Contains(first, "hub.bootstrapServer") || strings.Contains(first, "secret") {
+		t.Fatalf("join failure logged as %q, want it to name hub.bootstrapServer and not the token", first)
 	}
 }
 
