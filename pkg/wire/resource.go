@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 )
@@ -101,6 +102,17 @@ func ParseResource(s string) (Key, error) {
 		return Key{}, resourceErr(s, seg, reason)
 	}
 	return k, nil
+}
+
+// Compare orders keys by namespace, type and name, for deterministic listings (slices.SortFunc).
+func (k Key) Compare(o Key) int {
+	if c := cmp.Compare(k.Namespace, o.Namespace); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(k.Type, o.Type); c != 0 {
+		return c
+	}
+	return cmp.Compare(k.Name, o.Name)
 }
 
 // String returns the edge form. It does not validate k; see [Key.Validate].

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -222,5 +223,24 @@ func checkNameRules(t *testing.T, s string) {
 	}
 	if got, want := isDNS1123Subdomain(s), len(validation.IsDNS1123Subdomain(s)) == 0; got != want {
 		t.Errorf("isDNS1123Subdomain(%q) = %v, apimachinery says %v", s, got, want)
+	}
+}
+
+func TestKeyCompareOrdersByNamespaceTypeName(t *testing.T) {
+	keys := []Key{
+		{Namespace: "default", Type: TypePod, Name: "b"},
+		{Namespace: "", Type: TypeNode, Name: "edge-1"},
+		{Namespace: "default", Type: TypeConfigMap, Name: "z"},
+		{Namespace: "default", Type: TypePod, Name: "a"},
+	}
+	slices.SortFunc(keys, Key.Compare)
+	want := []string{"null/node/edge-1", "default/configmap/z", "default/pod/a", "default/pod/b"}
+	for i, k := range keys {
+		if k.String() != want[i] {
+			t.Fatalf("sorted = %v, want %v", keys, want)
+		}
+	}
+	if k := (Key{Namespace: "a", Type: TypePod, Name: "x"}); k.Compare(k) != 0 {
+		t.Fatal("a key does not compare equal to itself")
 	}
 }

@@ -12,7 +12,6 @@
 package graph
 
 import (
-	"cmp"
 	"slices"
 	"sync"
 
@@ -225,18 +224,8 @@ func (g *Graph) Referenced(node string) []wire.Key {
 		keys = append(keys, k)
 	}
 	g.mu.RUnlock()
-	slices.SortFunc(keys, compareKeys)
+	slices.SortFunc(keys, wire.Key.Compare)
 	return keys
-}
-
-func compareKeys(a, b wire.Key) int {
-	if c := cmp.Compare(a.Namespace, b.Namespace); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Type, b.Type); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Name, b.Name)
 }
 
 // Allows reports whether key is in the node's set, i.e. whether the node may read that object.

@@ -307,7 +307,7 @@ func TestReferencedIsDeterministic(t *testing.T) {
 			t.Fatalf("Referenced differs:\n%v\n%v", got, first)
 		}
 	}
-	if !slices.IsSortedFunc(first, compareKeys) || first[0] != NodeKey("e1") {
+	if !slices.IsSortedFunc(first, wire.Key.Compare) || first[0] != NodeKey("e1") {
 		t.Errorf("Referenced not sorted with the node first: %v", first)
 	}
 }

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"cmp"
 	"slices"
 
 	"github.com/skerry-io/skerry/pkg/wire"
@@ -37,18 +36,7 @@ func Diff(desired, inventory map[wire.Key]Version) (upserts, deletes []wire.Key)
 			deletes = append(deletes, k)
 		}
 	}
-	slices.SortFunc(upserts, CompareKeys)
-	slices.SortFunc(deletes, CompareKeys)
+	slices.SortFunc(upserts, wire.Key.Compare)
+	slices.SortFunc(deletes, wire.Key.Compare)
 	return upserts, deletes
-}
-
-// CompareKeys orders keys by namespace, type and name.
-func CompareKeys(a, b wire.Key) int {
-	if c := cmp.Compare(a.Namespace, b.Namespace); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Type, b.Type); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Name, b.Name)
 }

@@ -85,7 +85,7 @@ func checkDiff(t *testing.T, desired, inventory map[wire.Key]Version) {
 	if !maps.Equal(edge, desired) {
 		t.Fatalf("after the diff the edge holds %v, want %v", edge, desired)
 	}
-	if !slices.IsSortedFunc(up, CompareKeys) || !slices.IsSortedFunc(del, CompareKeys) {
+	if !slices.IsSortedFunc(up, wire.Key.Compare) || !slices.IsSortedFunc(del, wire.Key.Compare) {
 		t.Fatalf("unsorted: upserts %v deletes %v", up, del)
 	}
 }
