@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"sync"
@@ -26,7 +27,9 @@ type rig struct {
 
 type acceptAll struct{}
 
-func (acceptAll) Handle(context.Context, string, *wire.Message) error { return nil }
+func (acceptAll) Handle(context.Context, string, *wire.Message) (json.RawMessage, error) {
+	return nil, nil
+}
 
 type emptyDesired struct{}
 

@@ -358,10 +358,10 @@ func (emptyDesired) Desired(context.Context, string) (map[wire.Key]hub.Object, e
 // drops from its outbox.
 type unsupportedUpstream struct{ log *slog.Logger }
 
-func (u unsupportedUpstream) Handle(_ context.Context, node string, msg *wire.Message) error {
+func (u unsupportedUpstream) Handle(_ context.Context, node string, msg *wire.Message) (json.RawMessage, error) {
 	u.log.Debug("refusing upstream message: not supported yet", "node", node,
 		"operation", msg.Route.Operation, "resource", msg.Route.Resource)
-	return fmt.Errorf("not supported yet: %s %s", msg.Route.Operation, msg.Route.Resource)
+	return nil, fmt.Errorf("not supported yet: %s %s", msg.Route.Operation, msg.Route.Resource)
 }
 
 // nodeSet is the SessionObserver: it logs connects and disconnects and keeps the set of

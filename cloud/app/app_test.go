@@ -166,7 +166,7 @@ func TestNewRestartKeepsCAAndFailsOnBusyPort(t *testing.T) {
 func TestUnsupportedUpstreamNamesOperation(t *testing.T) {
 	u := unsupportedUpstream{log: slog.New(slog.DiscardHandler)}
 	msg := &wire.Message{Route: wire.Route{Operation: "update", Resource: "default/podstatus/web-1"}}
-	err := u.Handle(context.Background(), "edge-1", msg)
+	_, err := u.Handle(context.Background(), "edge-1", msg)
 	if err == nil || err.Error() != "not supported yet: update default/podstatus/web-1" {
 		t.Fatalf("got %v", err)
 	}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,14 +59,21 @@ type SessionObserver interface {
 	NodeDisconnected(node string, reason string)
 }
 
-// Upstream receives what the edge sends that is not an answer, keepalive or inventory. The hub
-// acknowledges msg once Handle returns nil, and answers the error's text otherwise; Handle
-// must therefore return nil only after it has done (or durably accepted) the work, and must
-// return promptly when ctx is done (a replacing session waits for it). Resources
-// arrive as the edge wrote them (edge form). msg must not be retained after Handle returns.
+// Upstream receives what the edge sends that is not an answer, keepalive or inventory. When
+// Handle returns a nil error the hub answers msg with a response: its content is reply, or
+// the ack "OK" when reply is nil. Handle must therefore return nil only after it has done (or
+// durably accepted) the work, and must return promptly when ctx is done (a replacing session
+// waits for it). An error wrapping [ErrTransient] gets no answer, so the edge's outbox sends
+// the message again; any other error is answered with its text, and the edge drops the
+// message. Resources arrive as the edge wrote them (edge form). msg must not be retained after
+// Handle returns.
 type Upstream interface {
-	Handle(ctx context.Context, node string, msg *wire.Message) error
+	Handle(ctx context.Context, node string, msg *wire.Message) (reply json.RawMessage, err error)
 }
+
+// ErrTransient marks an upstream failure worth retrying (the API server unreachable, say):
+// the hub leaves the message unanswered instead of refusing it.
+var ErrTransient = errors.New("hub: transient failure, the edge should retry")
 
 // Object is one object of a node's desired set.
 type Object struct {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -59,20 +60,26 @@ func (o *observer) has(prefix string) bool {
 	return slices.ContainsFunc(o.snapshot(), func(e string) bool { return strings.HasPrefix(e, prefix) })
 }
 
-// upstream records handled messages and fails those whose resource contains "bad".
+// upstream records handled messages, fails those whose resource contains "bad", fails
+// transiently those containing "flaky", and answers queries with the resource as content.
 type upstream struct {
 	mu   sync.Mutex
 	seen []string // node + " " + resource
 }
 
-func (u *upstream) Handle(_ context.Context, node string, m *wire.Message) error {
+func (u *upstream) Handle(_ context.Context, node string, m *wire.Message) (json.RawMessage, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.seen = append(u.seen, node+" "+m.Route.Resource)
-	if strings.Contains(m.Route.Resource, "bad") {
-		return errors.New("cannot store " + m.Route.Resource)
+	switch {
+	case strings.Contains(m.Route.Resource, "bad"):
+		return nil, errors.New("cannot store " + m.Route.Resource)
+	case strings.Contains(m.Route.Resource, "flaky"):
+		return nil, fmt.Errorf("api server away: %w", ErrTransient)
+	case m.Route.Operation == wire.OpQuery:
+		return json.RawMessage(strconv.Quote(m.Route.Resource)), nil
 	}
-	return nil
+	return nil, nil
 }
 
 func (u *upstream) snapshot() []string {
@@ -483,6 +490,23 @@ func TestUpstreamMessagesAreHandledInOrderAndAnswered(t *testing.T) {
 	}
 	if got := f.up.snapshot(); !slices.Equal(got, want) {
 		t.Errorf("Handle saw %v, want %v", got, want)
+	}
+}
+
+func TestUpstreamRepliesAndTransientFailures(t *testing.T) {
+	f := newFixture(t, Config{})
+	e := f.dial("edge-1", transport.ProtocolWebSocket, false)
+	flaky := wire.NewMessage(wire.Route{Source: "edged", Group: wire.GroupResource, Operation: wire.OpUpdate, Resource: "default/podstatus/flaky"}, json.RawMessage(`{}`))
+	query := wire.NewMessage(wire.Route{Source: "edged", Group: wire.GroupResource, Operation: wire.OpQuery, Resource: "default/configmap/cfg"}, nil)
+	e.send(flaky)
+	e.send(query)
+	// The transient failure is not answered at all, so the first answer is the query's.
+	r := e.next()
+	if r.Header.ParentID != query.Header.ID {
+		t.Fatalf("first answer is for %s, want the query %s (a transient failure gets none)", r.Header.ParentID, query.Header.ID)
+	}
+	if r.Route.Operation != wire.OpResponse || string(r.Content) != `"default/configmap/cfg"` {
+		t.Errorf("query answered %s %s, want a response carrying Handle's reply", r.Route.Operation, r.Content)
 	}
 }
 

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -186,17 +187,26 @@ func (s *session) upstreamLoop() {
 			return
 		case m = <-s.upstream:
 		}
-		var err error
+		var (
+			content json.RawMessage
+			err     error
+		)
 		if wire.IsInventory(m) {
 			err = s.resync(m)
 		} else {
-			err = s.hub.cfg.Upstream.Handle(s.ctx, s.node, m)
+			content, err = s.hub.cfg.Upstream.Handle(s.ctx, s.node, m)
 		}
 		reply := m.Ack()
-		if err != nil {
-			if s.ctx.Err() != nil {
-				return // the edge resends what it did not see acknowledged
-			}
+		switch {
+		case err == nil && content != nil:
+			reply = m.Reply(content)
+		case err != nil && s.ctx.Err() != nil:
+			return // the edge resends what it did not see acknowledged
+		case errors.Is(err, ErrTransient):
+			s.log.Warn("upstream message failed, leaving it for the edge to resend",
+				"operation", m.Route.Operation, "resource", m.Route.Resource, "err", err)
+			continue
+		case err != nil:
 			s.log.Warn("upstream message failed", "operation", m.Route.Operation, "resource", m.Route.Resource, "err", err)
 			reply = m.Error(err.Error())
 		}

@@ -52,7 +52,9 @@ func TestSummarizeSortsAndTakesMax(t *testing.T) {
 
 type noUpstream struct{}
 
-func (noUpstream) Handle(context.Context, string, *wire.Message) error { return nil }
+func (noUpstream) Handle(context.Context, string, *wire.Message) (json.RawMessage, error) {
+	return nil, nil
+}
 
 type emptyDesired struct{}
 
