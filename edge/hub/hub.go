@@ -50,6 +50,9 @@ const (
 // ErrInventoryRejected ends a session whose inventory the cloud answered with an error.
 var ErrInventoryRejected = errors.New("edgehub: cloud rejected the inventory")
 
+// ErrOffline: a [Hub.Request] found no connection to the cloud, or lost it before the answer.
+var ErrOffline = errors.New("edgehub: not connected to the cloud")
+
 // Inventory reports what the edge store holds; it is read on every connect.
 type Inventory interface {
 	Inventory(ctx context.Context) (wire.Inventory, error)
@@ -117,6 +120,18 @@ type Hub struct {
 	running atomic.Bool
 
 	connects, applied, applyErrors, acked, rejected, sent, resends atomic.Uint64
+
+	// live is the current session's request state; nil while disconnected.
+	mu   sync.Mutex
+	live *liveSession
+}
+
+// liveSession is what [Hub.Request] needs of the current connection.
+type liveSession struct {
+	conn transport.Conn
+	done <-chan struct{} // closed when the session ends
+	// pending holds the answer channel of each request in flight, by message id.
+	pending map[string]chan *wire.Message
 }
 
 // New checks cfg and returns a Hub. log nil means slog.Default().
@@ -244,6 +259,15 @@ func (h *Hub) session(ctx context.Context) (connectedAt time.Time, err error) {
 	h.log.Info("edgehub: sent inventory", "items", len(inv.Items), "msgID", invMsg.Header.ID)
 
 	replies := make(chan *wire.Message, h.cfg.Window)
+	live := &liveSession{conn: conn, done: sctx.Done(), pending: make(map[string]chan *wire.Message)}
+	h.mu.Lock()
+	h.live = live
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.live = nil
+		h.mu.Unlock()
+	}()
 	var wg sync.WaitGroup
 	wg.Go(func() { cancel(h.read(sctx, conn, invMsg.Header.ID, replies)) })
 	wg.Go(func() { cancel(h.send(sctx, conn, replies)) })
@@ -254,6 +278,66 @@ func (h *Hub) session(ctx context.Context) (connectedAt time.Time, err error) {
 		err = ctx.Err()
 	}
 	return connectedAt, err
+}
+
+// Request sends m to the cloud outside the outbox and returns the cloud's answer (a response
+// or an error message; the caller reads which). It is for what must not be queued while
+// offline, such as a write a local client waits for: without a connection it fails at once
+// with an error wrapping [ErrOffline], and so it does when the connection is lost before the
+// answer. m gets header.sync set. The answer comes back on the same connection as the request,
+// so a request is never answered twice.
+func (h *Hub) Request(ctx context.Context, m *wire.Message) (*wire.Message, error) {
+	h.mu.Lock()
+	live := h.live
+	if live == nil {
+		h.mu.Unlock()
+		return nil, ErrOffline
+	}
+	id := m.Header.ID
+	if _, dup := live.pending[id]; dup || id == "" {
+		h.mu.Unlock()
+		return nil, fmt.Errorf("edgehub: request needs a unique message id, got %q", id)
+	}
+	answer := make(chan *wire.Message, 1)
+	live.pending[id] = answer
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(live.pending, id)
+		h.mu.Unlock()
+	}()
+
+	m.Header.Sync = true
+	if err := live.conn.Write(ctx, m); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: sending %s: %w", ErrOffline, m.Route.Resource, err)
+	}
+	select {
+	case r := <-answer:
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-live.done:
+		return nil, fmt.Errorf("%w: connection lost before the answer to %s", ErrOffline, m.Route.Resource)
+	}
+}
+
+// answerRequest hands r to the Request waiting for it; false if none is.
+func (h *Hub) answerRequest(r *wire.Message) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.live == nil {
+		return false
+	}
+	ch, ok := h.live.pending[r.Header.ParentID]
+	if !ok {
+		return false
+	}
+	delete(h.live.pending, r.Header.ParentID)
+	ch <- r // buffered, and only one answer is ever delivered
+	return true
 }
 
 func isReply(m *wire.Message) bool {
@@ -279,6 +363,9 @@ func (h *Hub) read(ctx context.Context, conn transport.Conn, invID string, repli
 		case isReply(m):
 			if m.Header.ParentID == "" {
 				h.log.Warn("edgehub: ignoring reply without parent_msg_id", "msgID", m.Header.ID, "resource", m.Route.Resource)
+				continue
+			}
+			if h.answerRequest(m) {
 				continue
 			}
 			select {

@@ -714,3 +714,48 @@ func TestAckTimeoutResends(t *testing.T) {
 		t.Errorf("stats %+v over %d connections, want resends on one connection", s, c.connCount())
 	}
 }
+
+func TestRequestGetsItsAnswerAndFailsOffline(t *testing.T) {
+	checkGoroutines(t)
+	e := newEnv(t)
+	c := &cloud{policy: func(m *wire.Message) (*wire.Message, bool) {
+		if m.Route.Operation == wire.OpQuery {
+			if !m.Header.Sync {
+				return m.Error("test: request without sync"), false
+			}
+			return m.Reply(json.RawMessage(`{"answer":"` + m.Route.Resource + `"}`)), false
+		}
+		return ackAll(m)
+	}}
+	query := func() *wire.Message {
+		return wire.NewMessage(wire.Route{Source: "metaserver", Group: wire.GroupResource, Operation: wire.OpQuery, Resource: "default/configmap/cfg"}, nil)
+	}
+	h, _ := e.startHub(t, "127.0.0.1:1", nil) // nothing listens there: offline
+	if _, err := h.Request(context.Background(), query()); !errors.Is(err, ErrOffline) {
+		t.Fatalf("offline request: %v, want ErrOffline", err)
+	}
+
+	addr, _ := c.serve(t, e.certs, "127.0.0.1:0")
+	h2, _ := e.startHub(t, addr, nil)
+	var r *wire.Message
+	waitFor(t, "request answered", func() bool {
+		var err error
+		r, err = h2.Request(context.Background(), query())
+		return err == nil
+	})
+	if r.Route.Operation != wire.OpResponse || string(r.Content) != `{"answer":"default/configmap/cfg"}` {
+		t.Errorf("answer %s %s", r.Route.Operation, r.Content)
+	}
+	// Concurrent requests each get their own answer.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			q := query()
+			r, err := h2.Request(context.Background(), q)
+			if err != nil || r.Header.ParentID != q.Header.ID {
+				t.Errorf("concurrent request: %v, parent %v", err, r)
+			}
+		})
+	}
+	wg.Wait()
+}
