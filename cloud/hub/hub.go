@@ -88,6 +88,14 @@ type DesiredSource interface {
 	Desired(ctx context.Context, node string) (map[wire.Key]Object, error)
 }
 
+// NodeLocker is an optional interface of a [DesiredSource] that also queues changes itself
+// ([Hub.Upsert], [Hub.Delete]). A resync holds the node's lock from Desired until the
+// difference is queued, so a change queued concurrently cannot be overtaken by the older
+// version the resync read.
+type NodeLocker interface {
+	LockNode(node string) (unlock func())
+}
+
 // Config configures a [Hub]. Zero fields take the defaults named.
 type Config struct {
 	// Upstream handles upstream messages (required).

@@ -46,6 +46,9 @@ func (s *session) resync(m *wire.Message) error {
 	if s.hub.cfg.Desired == nil {
 		return errors.New("hub: no desired-state source configured")
 	}
+	if l, ok := s.hub.cfg.Desired.(NodeLocker); ok {
+		defer l.LockNode(s.node)()
+	}
 	desired, err := s.hub.cfg.Desired.Desired(s.ctx, s.node)
 	if err != nil {
 		return fmt.Errorf("desired set: %w", err)

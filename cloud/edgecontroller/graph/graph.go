@@ -180,19 +180,24 @@ func terminal(pod *corev1.Pod) bool {
 	return pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed
 }
 
-// refKeys returns the pod's ConfigMap and Secret keys, sorted (ConfigMaps first), so two
-// records can be compared with slices.Equal.
+// refKeys returns the pod's ConfigMap and Secret keys, sorted (ConfigMaps first), then its
+// token key if it projects service-account tokens, so two records can be compared with
+// slices.Equal.
 func refKeys(pod *corev1.Pod) []wire.Key {
 	cms, secrets, _ := PodReferences(pod)
-	if len(cms)+len(secrets) == 0 {
+	tokens := ProjectsTokens(pod)
+	if len(cms)+len(secrets) == 0 && !tokens {
 		return nil
 	}
-	keys := make([]wire.Key, 0, len(cms)+len(secrets))
+	keys := make([]wire.Key, 0, len(cms)+len(secrets)+1)
 	for _, n := range cms {
 		keys = append(keys, wire.Key{Namespace: pod.Namespace, Type: wire.TypeConfigMap, Name: n})
 	}
 	for _, n := range secrets {
 		keys = append(keys, wire.Key{Namespace: pod.Namespace, Type: wire.TypeSecret, Name: n})
+	}
+	if tokens {
+		keys = append(keys, TokenKey(pod.Namespace, pod.Name))
 	}
 	return keys
 }
@@ -234,6 +239,21 @@ func (g *Graph) Allows(node string, key wire.Key) bool {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	return g.sets[node][key] > 0
+}
+
+// Holders returns the edge nodes whose set holds key, sorted. It looks at every node's set,
+// which costs one map lookup per edge node: cheap next to the sync a change starts.
+func (g *Graph) Holders(key wire.Key) []string {
+	g.mu.RLock()
+	var names []string
+	for n, set := range g.sets {
+		if set[key] > 0 {
+			names = append(names, n)
+		}
+	}
+	g.mu.RUnlock()
+	slices.Sort(names)
+	return names
 }
 
 // Nodes returns the names of the known edge nodes, sorted.

@@ -430,3 +430,50 @@ func BenchmarkAllows(b *testing.B) {
 		}
 	})
 }
+
+func TestTokenKeyJoinsTheSetOfPodsThatProjectTokens(t *testing.T) {
+	g := New()
+	g.UpsertNode(edgeNode("edge-1"))
+	withToken := pod("web-1", "edge-1", []string{"kube-root-ca.crt"}, nil)
+	withToken.Spec.Volumes = append(withToken.Spec.Volumes, corev1.Volume{Name: "kube-api-access",
+		VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}}}}}})
+	g.UpsertPod(withToken)
+	g.UpsertPod(pod("plain", "edge-1", nil, nil))
+
+	want := []string{"null/node/edge-1", "ns/configmap/kube-root-ca.crt", "ns/pod/plain", "ns/pod/web-1", "ns/serviceaccounttoken/web-1"}
+	if got := keyStrings(g.Referenced("edge-1")); !slices.Equal(got, want) {
+		t.Errorf("set %v, want %v", got, want)
+	}
+	if g.Allows("edge-1", TokenKey("ns", "plain")) {
+		t.Error("a pod without token projections holds a token object")
+	}
+	// A finished pod starts no container again, so it needs no token either.
+	g.UpsertPod(withPhase(withToken.DeepCopy(), corev1.PodSucceeded))
+	if g.Allows("edge-1", TokenKey("ns", "web-1")) {
+		t.Error("a succeeded pod still holds its token object")
+	}
+}
+
+func TestHolders(t *testing.T) {
+	g := New()
+	for _, n := range []string{"edge-2", "edge-1", "edge-3"} {
+		g.UpsertNode(edgeNode(n))
+	}
+	g.UpsertNode(cloudNode("worker"))
+	g.UpsertPod(pod("a", "edge-2", []string{"shared"}, nil))
+	g.UpsertPod(pod("b", "edge-1", []string{"shared"}, nil))
+	g.UpsertPod(pod("c", "edge-3", []string{"other"}, nil))
+	g.UpsertPod(pod("d", "worker", []string{"shared"}, nil))
+	shared := wire.Key{Namespace: "ns", Type: wire.TypeConfigMap, Name: "shared"}
+	if got := g.Holders(shared); !slices.Equal(got, []string{"edge-1", "edge-2"}) {
+		t.Errorf("holders %v, want edge-1 and edge-2 (not the non-edge worker)", got)
+	}
+	g.DeletePod("ns", "a")
+	if got := g.Holders(shared); !slices.Equal(got, []string{"edge-1"}) {
+		t.Errorf("holders after delete %v", got)
+	}
+	if got := g.Holders(wire.Key{Namespace: "ns", Type: wire.TypeSecret, Name: "none"}); len(got) != 0 {
+		t.Errorf("holders of an unreferenced key %v", got)
+	}
+}

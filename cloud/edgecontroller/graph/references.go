@@ -4,6 +4,8 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/skerry-io/skerry/pkg/wire"
 )
 
 // DefaultServiceAccount is the account a pod runs as when its spec names none (the API server
@@ -140,4 +142,26 @@ func sortedUnique(s []string) []string {
 	}
 	slices.Sort(s)
 	return slices.Compact(s)
+}
+
+// ProjectsTokens reports whether the pod has a projected service-account token volume source
+// (the API server adds one to every pod that automounts its token). Such a pod holds one
+// token object, [TokenKey], which cloudcore fills through the TokenRequest API.
+func ProjectsTokens(pod *corev1.Pod) bool {
+	for i := range pod.Spec.Volumes {
+		if p := pod.Spec.Volumes[i].Projected; p != nil {
+			for j := range p.Sources {
+				if p.Sources[j].ServiceAccountToken != nil {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// TokenKey is the key of a pod's token object: one per pod, named after the pod, because
+// the tokens are bound to the pod and die with it.
+func TokenKey(namespace, pod string) wire.Key {
+	return wire.Key{Namespace: namespace, Type: wire.TypeServiceAccountToken, Name: pod}
 }
