@@ -61,6 +61,12 @@ admin:
 	})
 	cloud := env.Start(t, "cloudcore", "--config", cloudCfg)
 	waitReady(t, cloud)
+	t.Cleanup(func() {
+		for _, n := range []string{"edge-ws", "edge-quic"} {
+			_ = env.Kube.CoreV1().Nodes().Delete(context.Background(), n, metav1.DeleteOptions{})
+			_ = env.Kube.CoordinationV1().Leases("kube-node-lease").Delete(context.Background(), n, metav1.DeleteOptions{})
+		}
+	})
 
 	// A token bound to one node, over WebSocket.
 	tokenWS := keadm(t, "gettoken", "--kubeconfig", env.Kubeconfig, "--node", "edge-ws")
@@ -91,11 +97,16 @@ admin:
 	startEdge(t, dir, "edge-ws", "websocket", hubWS, "")
 	waitConnected(t, "edge-ws", "edge-quic")
 
-	// Node registration comes with the EdgeController: nothing appears in the cluster yet.
+	// Both registered their Node, over either transport.
 	for _, n := range []string{"edge-ws", "edge-quic"} {
-		if _, err := env.Kube.CoreV1().Nodes().Get(context.Background(), n, metav1.GetOptions{}); err == nil {
-			t.Errorf("node %s exists in the cluster; registration is not built yet", n)
-		}
+		framework.Eventually(t, 60*time.Second, "node "+n+" registered", func(ctx context.Context) (bool, error) {
+			node, err := env.Kube.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			_, edge := node.Labels["node-role.kubernetes.io/edge"]
+			return edge, nil
+		})
 	}
 }
 
@@ -114,6 +125,8 @@ func startEdge(t *testing.T, dir, node, protocol, server, token string) *framewo
 kind: EdgeCore
 nodeName: %s
 dataDir: %s
+metaServer:
+  address: 127.0.0.1:0
 hub:
   server: %q
   protocol: %s
