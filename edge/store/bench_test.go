@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"testing"
+
+	"github.com/skerry-io/skerry/pkg/wire"
 )
 
 // Run with:
@@ -86,6 +88,44 @@ func BenchmarkWindow32Full(b *testing.B) {
 		}
 		if n, err := ob.AckAll(ctx, ids); err != nil || n != 32 {
 			b.Fatal(n, err)
+		}
+	}
+}
+
+// BenchmarkApplyMessage is one real object change (each op changes a pod's content): the
+// object write, the revision bump and the change-log row in one synchronous=FULL commit.
+func BenchmarkApplyMessage(b *testing.B) {
+	db := openT(b, b.TempDir(), quietOptions())
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		m := podMsg(wire.OpUpdate, "default/pod/web-"+strconv.Itoa(i%100), "u", strconv.Itoa(i))
+		if err := db.ApplyMessage(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkList1000Pods lists one namespace's 1,000 pods among 1,000 configmaps and 1,000
+// pods in another namespace, as MetaServer answers a LIST.
+func BenchmarkList1000Pods(b *testing.B) {
+	opts := quietOptions()
+	opts.syncNormal = true // only the setup writes
+	db := openT(b, b.TempDir(), opts)
+	ctx := context.Background()
+	spec := `{"containers":[{"name":"app","image":"registry.example/app:1.2.3"}]}`
+	for i := range 1000 {
+		for _, r := range []string{"default/pod/web-", "default/configmap/cfg-", "other/pod/web-"} {
+			if err := db.ApplyMessage(ctx, podMsg(wire.OpInsert, r+strconv.Itoa(i), "u"+strconv.Itoa(i), spec)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		objs, _, err := db.List(ctx, wire.TypePod, "default")
+		if err != nil || len(objs) != 1000 {
+			b.Fatal(len(objs), err)
 		}
 	}
 }

@@ -24,6 +24,14 @@ var (
 	ErrNewerSchema = errors.New("store: database schema is newer than this binary")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrCompacted: a watch asked for changes the change log no longer holds (it keeps the
+	// newest Options.ChangeLog), or for a revision newer than the store's (the database was
+	// replaced). Either way the watcher must list again and watch from the list's revision;
+	// the Kubernetes-style API answers 410 Gone.
+	ErrCompacted = errors.New("store: revision compacted")
+	// ErrWatcherTooSlow: a watcher left more than Options.WatchBuffer events undelivered and
+	// was ended so that writers never wait for it. It must list again.
+	ErrWatcherTooSlow = errors.New("store: watcher too slow")
 )
 
 // mapErr wraps SQLite conditions callers must act on in the package's sentinels and leaves

@@ -30,13 +30,22 @@ type objectMeta struct {
 //   - insert, update, patch: the row for the message's resource is replaced by the message
 //     content. uid and resourceVersion come from the content's metadata, falling back to
 //     header.resourceversion. The cloud sends the newest version of each object, so versions
-//     are not compared: resourceVersions are opaque and the last message wins.
+//     are not compared: resourceVersions are opaque and the last message wins. A message
+//     whose content, uid and resourceVersion equal the stored ones (a resend, or a resync
+//     of an unchanged object) changes nothing: no revision, no event. A new uid under a
+//     stored key (the delete of the old incarnation never arrived) is recorded as Deleted
+//     for the old object and Added for the new one, so watchers never see one object turn
+//     into another.
 //   - delete: the row is removed. A delete whose content names a uid different from the
 //     stored one is for an older incarnation of the name (the object was deleted and
 //     re-created, and the messages crossed), so it is ignored: deleting the new object would
 //     lose it until the next resync. A delete of a key the store does not hold succeeds
-//     (deletes are idempotent; the cloud may resend).
+//     (deletes are idempotent; the cloud may resend) and produces no event.
 //   - anything else fails with ErrUnsupported.
+//
+// Each real change takes the next store revision, is written to the change log in the same
+// transaction and, after the commit, is published to watchers ([DB.Watch]) in revision
+// order.
 //
 // route.resource must be an edge-form resource naming one object. A refused message changes
 // nothing.
@@ -65,37 +74,147 @@ func (db *DB) ApplyMessage(ctx context.Context, m *wire.Message) error {
 		if c := bytes.TrimSpace(m.Content); len(c) == 0 || c[0] != '{' {
 			return fmt.Errorf("store: objects: %s: %s content must be a JSON object", key, m.Route.Operation)
 		}
-		return db.writeTx(ctx, func(tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO objects (key, uid, resource_version, content) VALUES (?, ?, ?, ?)
-				ON CONFLICT (key) DO UPDATE SET uid = excluded.uid,
-					resource_version = excluded.resource_version, content = excluded.content`,
-				key, uid, rv, []byte(m.Content))
-			return err
-		})
+		// A copy: events outlive the caller's message.
+		obj := Object{Key: k, UID: uid, ResourceVersion: rv, Content: bytes.Clone(m.Content)}
+		return db.change(ctx, func(tx *sql.Tx) ([]Event, error) { return db.upsert(ctx, tx, obj) })
 	case wire.OpDelete:
-		return db.writeTx(ctx, func(tx *sql.Tx) error {
-			if uid == "" {
-				_, err := tx.ExecContext(ctx, `DELETE FROM objects WHERE key = ?`, key)
-				return err
-			}
-			res, err := tx.ExecContext(ctx, `DELETE FROM objects WHERE key = ? AND uid = ?`, key, uid)
-			if err != nil {
-				return err
-			}
-			if n, err := res.RowsAffected(); err == nil && n == 0 {
-				var stored string
-				switch err := tx.QueryRowContext(ctx, `SELECT uid FROM objects WHERE key = ?`, key).Scan(&stored); {
-				case err == nil:
-					db.log.Info("store: ignoring delete for an older incarnation of the object",
-						"key", key, "deleteUID", uid, "storedUID", stored, "msgID", m.Header.ID)
-				case !errors.Is(err, sql.ErrNoRows):
-					return err
-				}
-			}
-			return nil
-		})
+		return db.change(ctx, func(tx *sql.Tx) ([]Event, error) { return db.remove(ctx, tx, k, uid, m.Header.ID) })
 	}
 	return fmt.Errorf("%w %q for %s", ErrUnsupported, m.Route.Operation, key)
+}
+
+// change runs fn in one write transaction and publishes the events it returns once the
+// transaction has committed. applyMu spans both, so events reach watchers in revision order.
+func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx) ([]Event, error)) error {
+	db.applyMu.Lock()
+	defer db.applyMu.Unlock()
+	var evs []Event
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		evs, err = fn(tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	db.watchers.publish(evs)
+	return nil
+}
+
+// stored reads the row for key; ok is false if there is none.
+func stored(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, k wire.Key) (obj Object, ok bool, err error) {
+	var content []byte
+	err = q.QueryRowContext(ctx, `SELECT uid, resource_version, content, revision FROM objects WHERE key = ?`, k.String()).
+		Scan(&obj.UID, &obj.ResourceVersion, &content, &obj.Revision)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Object{}, false, nil
+	}
+	if err != nil {
+		return Object{}, false, err
+	}
+	obj.Key, obj.Content = k, content
+	return obj, true, nil
+}
+
+// storedKey parses a key read from the database. Only keys that parsed are written, so a
+// failure means the file was damaged or edited by hand.
+func storedKey(s string) (wire.Key, error) {
+	k, err := wire.ParseResource(s)
+	if err == nil && k.Name == "" {
+		err = fmt.Errorf("%w: names no object", wire.ErrInvalid)
+	}
+	if err != nil {
+		return wire.Key{}, fmt.Errorf("%w: stored key: %w", ErrCorrupt, err)
+	}
+	return k, nil
+}
+
+func (db *DB) upsert(ctx context.Context, tx *sql.Tx, obj Object) ([]Event, error) {
+	k := obj.Key
+	old, ok, err := stored(ctx, tx, obj.Key)
+	if err != nil {
+		return nil, err
+	}
+	var evs []Event
+	typ := Added
+	switch {
+	case ok && old.UID == obj.UID && old.ResourceVersion == obj.ResourceVersion && bytes.Equal(old.Content, obj.Content):
+		return nil, nil
+	case ok && old.UID != obj.UID && old.UID != "" && obj.UID != "":
+		rev, err := db.record(ctx, tx, Deleted, old)
+		if err != nil {
+			return nil, err
+		}
+		old.Revision = rev
+		evs = append(evs, Event{Type: Deleted, Revision: rev, Object: old})
+	case ok:
+		typ = Modified
+	}
+	rev, err := db.record(ctx, tx, typ, obj)
+	if err != nil {
+		return nil, err
+	}
+	obj.Revision = rev
+	_, err = tx.ExecContext(ctx, `INSERT INTO objects (key, type, namespace, uid, resource_version, content, revision)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET uid = excluded.uid, resource_version = excluded.resource_version,
+			content = excluded.content, revision = excluded.revision`,
+		k.String(), string(k.Type), k.Namespace, obj.UID, obj.ResourceVersion, []byte(obj.Content), rev)
+	if err != nil {
+		return nil, err
+	}
+	return append(evs, Event{Type: typ, Revision: rev, Object: obj}), nil
+}
+
+func (db *DB) remove(ctx context.Context, tx *sql.Tx, k wire.Key, uid, msgID string) ([]Event, error) {
+	old, ok, err := stored(ctx, tx, k)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if uid != "" && old.UID != uid {
+		db.log.Info("store: ignoring delete for an older incarnation of the object",
+			"key", k.String(), "deleteUID", uid, "storedUID", old.UID, "msgID", msgID)
+		return nil, nil
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM objects WHERE key = ?`, k.String()); err != nil {
+		return nil, err
+	}
+	rev, err := db.record(ctx, tx, Deleted, old)
+	if err != nil {
+		return nil, err
+	}
+	old.Revision = rev
+	return []Event{{Type: Deleted, Revision: rev, Object: old}}, nil
+}
+
+// record takes the next revision for a change to obj and appends the change to the log,
+// inside the caller's transaction. It trims the log in batches of changeLog/16 (at least
+// 1), so most writes pay only for one insert and the log stays within changeLog plus one
+// batch.
+func (db *DB) record(ctx context.Context, tx *sql.Tx, typ EventType, obj Object) (int64, error) {
+	var rev, compacted int64
+	if err := tx.QueryRowContext(ctx, `UPDATE revision SET current = current + 1 WHERE id = 0 RETURNING current, compacted`).
+		Scan(&rev, &compacted); err != nil {
+		return 0, fmt.Errorf("revision: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO changes (revision, type, key, uid, resource_version, content) VALUES (?, ?, ?, ?, ?, ?)`,
+		rev, string(typ), obj.Key.String(), obj.UID, obj.ResourceVersion, []byte(obj.Content)); err != nil {
+		return 0, fmt.Errorf("change log: %w", err)
+	}
+	if rev-compacted <= db.changeLog+max(db.changeLog/16, 1) {
+		return rev, nil
+	}
+	keepAfter := rev - db.changeLog
+	if _, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE revision <= ?`, keepAfter); err != nil {
+		return 0, fmt.Errorf("trimming change log: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE revision SET compacted = ? WHERE id = 0`, keepAfter); err != nil {
+		return 0, fmt.Errorf("trimming change log: %w", err)
+	}
+	db.log.Debug("store: trimmed change log", "compacted", keepAfter, "revision", rev)
+	return rev, nil
 }
 
 // identity reads uid and resourceVersion from the content's metadata, with
@@ -148,28 +267,98 @@ func (db *DB) Inventory(ctx context.Context) (wire.Inventory, error) {
 
 // Object is one stored object.
 type Object struct {
-	Key             string
+	// Key names the object; Key.String() is its edge-form resource ("default/pod/web-1",
+	// "null/node/edge-1"). Namespace is "" for cluster-scoped objects.
+	Key             wire.Key
 	UID             string
-	ResourceVersion string
-	Content         json.RawMessage
+	ResourceVersion string // the cloud's, opaque
+	// Content is the message content as received. In events it is shared by every
+	// watcher: read it, do not modify it.
+	Content json.RawMessage
+	// Revision is the store revision of the object's last change; in a Deleted event, the
+	// revision of the deletion.
+	Revision int64
 }
 
-// Object returns the stored object for an edge-form key; ok is false if there is none.
-func (db *DB) Object(ctx context.Context, key string) (obj Object, ok bool, err error) {
+// Get returns the stored object for k; ok is false if there is none.
+func (db *DB) Get(ctx context.Context, k wire.Key) (obj Object, ok bool, err error) {
 	if err := db.usable(); err != nil {
 		return Object{}, false, err
 	}
-	var content []byte
-	err = db.read.QueryRowContext(ctx, `SELECT key, uid, resource_version, content FROM objects WHERE key = ?`, key).
-		Scan(&obj.Key, &obj.UID, &obj.ResourceVersion, &content)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Object{}, false, nil
+	if err := k.Validate(); err != nil {
+		return Object{}, false, fmt.Errorf("store: get: %w", err)
+	}
+	if k.Name == "" {
+		return Object{}, false, fmt.Errorf("store: get %s: %w: the key names no object", k, wire.ErrInvalid)
+	}
+	obj, ok, err = stored(ctx, db.read, k)
+	if err != nil {
+		return Object{}, false, fmt.Errorf("store: get %s: %w", k, mapErr(err))
+	}
+	return obj, ok, nil
+}
+
+// List returns every object of type typ, in namespace (all namespaces if ""), sorted by
+// key, and the store revision of that snapshot: watching from it ([DB.Watch]) misses no
+// change and repeats none. Both come from one read transaction.
+func (db *DB) List(ctx context.Context, typ wire.ResourceType, namespace string) (objs []Object, revision int64, err error) {
+	if err := db.usable(); err != nil {
+		return nil, 0, err
+	}
+	if err := (wire.Key{Namespace: namespace, Type: typ}).Validate(); err != nil {
+		return nil, 0, fmt.Errorf("store: list: %w", err)
+	}
+	objs, revision, err = db.list(ctx, typ, namespace)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list %s in %q: %w", typ, namespace, mapErr(err))
+	}
+	return objs, revision, nil
+}
+
+// List's queries; both read through objects_type_namespace (TestListUsesIndex).
+const (
+	listQuery            = `SELECT key, uid, resource_version, content, revision FROM objects WHERE type = ? ORDER BY key`
+	listInNamespaceQuery = `SELECT key, uid, resource_version, content, revision FROM objects WHERE type = ? AND namespace = ? ORDER BY key`
+)
+
+func (db *DB) list(ctx context.Context, typ wire.ResourceType, namespace string) ([]Object, int64, error) {
+	tx, err := db.read.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only: nothing to commit
+	var rev int64
+	if err := tx.QueryRowContext(ctx, `SELECT current FROM revision`).Scan(&rev); err != nil {
+		return nil, 0, err
+	}
+	var rows *sql.Rows
+	if namespace == "" {
+		rows, err = tx.QueryContext(ctx, listQuery, string(typ))
+	} else {
+		rows, err = tx.QueryContext(ctx, listInNamespaceQuery, string(typ), namespace)
 	}
 	if err != nil {
-		return Object{}, false, fmt.Errorf("store: object %s: %w", key, mapErr(err))
+		return nil, 0, err
 	}
-	obj.Content = content
-	return obj, true, nil
+	defer rows.Close()
+	objs := []Object{}
+	for rows.Next() {
+		var o Object
+		var key string
+		var content []byte
+		if err := rows.Scan(&key, &o.UID, &o.ResourceVersion, &content, &o.Revision); err != nil {
+			return nil, 0, err
+		}
+		if o.Key, err = storedKey(key); err != nil {
+			return nil, 0, err
+		}
+		o.Content = content
+		objs = append(objs, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	return objs, rev, nil
 }
 
 // writeTx runs fn in one write transaction and commits it; any error rolls everything back.

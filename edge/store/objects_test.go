@@ -60,9 +60,9 @@ func TestApplyInsertUpdateDelete(t *testing.T) {
 	wantInventory(t, db,
 		wire.InventoryItem{Key: "default/configmap/cfg", UID: "u2", ResourceVersion: "13"},
 		wire.InventoryItem{Key: "default/pod/web-1", UID: "u1", ResourceVersion: "12"})
-	obj, ok, err := db.Object(ctx, "default/pod/web-1")
+	obj, ok, err := db.Get(ctx, wire.Key{Namespace: "default", Type: wire.TypePod, Name: "web-1"})
 	if err != nil || !ok || string(obj.Content) != string(up.Content) {
-		t.Fatalf("Object = %+v, %v, %v; want the update's content", obj, ok, err)
+		t.Fatalf("Get = %+v, %v, %v; want the update's content", obj, ok, err)
 	}
 
 	applyT(t, db, objMsg(wire.OpDelete, "default/pod/web-1", "u1", "14"))
@@ -73,7 +73,7 @@ func TestApplyInsertUpdateDelete(t *testing.T) {
 	del := wire.NewMessage(wire.Route{Group: wire.GroupResource, Operation: wire.OpDelete, Resource: "default/configmap/cfg"}, json.RawMessage("null"))
 	applyT(t, db, del)
 	wantInventory(t, db)
-	if _, ok, _ := db.Object(ctx, "default/pod/web-1"); ok {
+	if _, ok, _ := db.Get(ctx, wire.Key{Namespace: "default", Type: wire.TypePod, Name: "web-1"}); ok {
 		t.Fatal("deleted object still readable")
 	}
 }

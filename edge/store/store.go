@@ -1,7 +1,9 @@
 // Package store is edgecore's local database: one SQLite file per node that holds what the
 // edge knows (architecture principle 3). This first part provides the database itself
-// (opening, pragmas, schema migrations, integrity check, error mapping) and the durable
-// upstream outbox ([Outbox]). Object and twin tables come with later migrations.
+// (opening, pragmas, schema migrations, integrity check, error mapping), the durable
+// upstream outbox ([Outbox]) and the objects the cloud sent, with store revisions and typed
+// change events for watchers ([DB.ApplyMessage], [DB.List], [DB.Watch]). Twin tables come
+// with later migrations.
 //
 // The outbox lives in this package rather than in a sub-package because it shares the one
 // migration sequence and the one writer connection with the rest of the store, and because
@@ -19,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,12 +38,15 @@ const (
 	DefaultReadConns    = 4
 	DefaultOutboxMax    = 10000
 	DefaultOutboxBytes  = 64 << 20
+	DefaultChangeLog    = 10000
+	DefaultWatchBuffer  = 1024
 	quickCheckRowsLimit = 10 // problems quick_check reports before we stop reading them
 )
 
 // Options configure [Open]. The zero value means the defaults.
 type Options struct {
-	// Logger receives structured logs (outbox drops, corruption). nil: slog.Default().
+	// Logger receives structured logs (outbox drops, corruption, migrations, watchers
+	// ended for falling behind). nil: slog.Default().
 	Logger *slog.Logger
 	// BusyTimeout bounds how long a connection waits for a lock held by another process
 	// (e.g. an operator's sqlite3 shell). Our own writes never wait: there is one writer.
@@ -49,6 +55,12 @@ type Options struct {
 	ReadConns int
 	// Outbox bounds the upstream outbox.
 	Outbox OutboxLimits
+	// ChangeLog is how many of the newest changes the store keeps for Watch to replay
+	// (≤ 0: DefaultChangeLog). A watcher further behind gets ErrCompacted and relists.
+	ChangeLog int
+	// WatchBuffer is how many live events a watcher may have undelivered before it is ended
+	// with ErrWatcherTooSlow (≤ 0: DefaultWatchBuffer). Writers never wait for watchers.
+	WatchBuffer int
 
 	// syncNormal switches the writer to synchronous=NORMAL. Only benchmarks set it, to
 	// measure what FULL costs; production always uses FULL (see Open).
@@ -66,6 +78,12 @@ func (o Options) withDefaults() Options {
 		o.ReadConns = DefaultReadConns
 	}
 	o.Outbox = o.Outbox.withDefaults()
+	if o.ChangeLog <= 0 {
+		o.ChangeLog = DefaultChangeLog
+	}
+	if o.WatchBuffer <= 0 {
+		o.WatchBuffer = DefaultWatchBuffer
+	}
 	return o
 }
 
@@ -82,6 +100,12 @@ type DB struct {
 	path   string
 	closed atomic.Bool
 	outbox *Outbox
+
+	// applyMu serialises object changes from their transaction to their publication, so
+	// watchers receive events in revision order.
+	applyMu   sync.Mutex
+	changeLog int64 // changes kept for replay (Options.ChangeLog)
+	watchers  *broadcaster
 }
 
 // Open opens (creating if needed) <dataDir>/edge.db, checks its integrity and brings its
@@ -127,12 +151,12 @@ func open(ctx context.Context, dataDir string, opts Options, migrations []migrat
 	write.SetConnMaxLifetime(0)
 	write.SetConnMaxIdleTime(0)
 
-	db := &DB{write: write, log: opts.Logger, path: path}
+	db := &DB{write: write, log: opts.Logger, path: path, changeLog: int64(opts.ChangeLog)}
 	if err := db.check(ctx); err != nil {
 		_ = write.Close()
 		return nil, err
 	}
-	if err := migrate(ctx, write, migrations); err != nil {
+	if err := migrate(ctx, write, migrations, opts.Logger); err != nil {
 		_ = write.Close()
 		return nil, err
 	}
@@ -160,6 +184,15 @@ func open(ctx context.Context, dataDir string, opts Options, migrations []migrat
 		return nil, err
 	}
 	db.outbox = ob
+
+	var rev int64
+	if len(migrations) >= revisionsVersion { // tests open older schemas too
+		if err := read.QueryRowContext(ctx, `SELECT current FROM revision`).Scan(&rev); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("store: reading revision: %w", mapErr(err))
+		}
+	}
+	db.watchers = newBroadcaster(rev, opts.WatchBuffer, opts.Logger)
 	return db, nil
 }
 
@@ -199,12 +232,15 @@ func (db *DB) check(ctx context.Context) error {
 // Outbox returns the durable upstream outbox.
 func (db *DB) Outbox() *Outbox { return db.outbox }
 
-// Close closes every connection; WAL contents are checkpointed into the main file by SQLite
-// when the last connection closes. The store starts no goroutines of its own, so nothing
-// else needs stopping. Calls after Close fail with [ErrClosed]. Close is idempotent.
+// Close ends every watcher (their Err is [ErrClosed]) and waits for their goroutines, then
+// closes every connection; WAL contents are checkpointed into the main file by SQLite when
+// the last connection closes. Calls after Close fail with [ErrClosed]. Close is idempotent.
 func (db *DB) Close() error {
 	if db.closed.Swap(true) {
 		return nil
+	}
+	if db.watchers != nil {
+		db.watchers.close()
 	}
 	var errs []error
 	if db.read != nil {
