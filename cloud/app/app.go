@@ -1,16 +1,8 @@
 // Package app wires cloudcore together: the Kubernetes client, the CA and serving certificate
 // kept in Secrets (package ca), the bootstrap HTTPS service, CloudHub with its WebSocket and
-// QUIC servers, and the admin endpoint (/healthz, /readyz, /debug/nodes).
-//
-// What is not built yet is answered honestly rather than faked:
-//   - The desired set of every node is empty ([emptyDesired]). Nothing is scheduled to edge
-//     nodes through cloudcore yet, so an empty set is the truth today; the EdgeController issue
-//     replaces it with the real node graph. (An edge that holds objects from an earlier cloud
-//     will be told to delete them: that is what an empty desired set means.)
-//   - Every upstream message is answered with the error "not supported yet: <operation>
-//     <resource>" ([unsupportedUpstream]). The edge's hub treats an error reply as the cloud's
-//     definitive refusal and drops the outbox entry, so nothing is retried for ever; the
-//     issues that add node registration and status handling replace it.
+// QUIC servers, EdgeController (the node graph, its informers, the service-account tokens and
+// the upstream handlers behind the node authorizer), and the admin endpoint (/healthz,
+// /readyz, /metrics, /debug/nodes).
 package app
 
 import (
@@ -34,7 +26,12 @@ import (
 	"github.com/skerry-io/skerry/cloud/bootstrap"
 	"github.com/skerry-io/skerry/cloud/ca"
 	"github.com/skerry-io/skerry/cloud/config"
+	"github.com/skerry-io/skerry/cloud/edgecontroller"
+	"github.com/skerry-io/skerry/cloud/edgecontroller/authz"
+	"github.com/skerry-io/skerry/cloud/edgecontroller/tokens"
+	"github.com/skerry-io/skerry/cloud/edgecontroller/upstream"
 	"github.com/skerry-io/skerry/cloud/hub"
+	"github.com/skerry-io/skerry/cloud/hub/queue"
 	"github.com/skerry-io/skerry/pkg/transport"
 	"github.com/skerry-io/skerry/pkg/wire"
 )
@@ -85,6 +82,10 @@ type App struct {
 	tokens *bootstrap.SecretStore
 
 	hub       *hub.Hub
+	ctrl      *edgecontroller.Controller
+	podTokens *tokens.Manager
+	authz     *authz.Authorizer
+	upstream  *upstream.Handler
 	hubSrvs   []transport.Server
 	bootLn    net.Listener
 	bootSrv   *http.Server
@@ -153,9 +154,30 @@ func New(ctx context.Context, cfg *config.CloudCore, client kubernetes.Interface
 	a.bootLn = tls.NewListener(ln, bs.TLSConfig(servingCert))
 	a.bootSrv = &http.Server{Handler: bs, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 
+	// The controller queues through the hub, and the hub resyncs from the controller: the
+	// sink is filled in once the hub exists, before anything runs.
+	sink := &hubSink{}
+	a.podTokens = tokens.New(tokens.Config{
+		Client:    client,
+		Logger:    log.With("component", "tokens"),
+		OnRefresh: func(ns, pod string) { a.ctrl.TokensRefreshed(ns, pod) },
+	})
+	a.ctrl, err = edgecontroller.New(edgecontroller.Config{
+		Client: client, Hub: sink, Tokens: a.podTokens, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.authz = authz.New(scope{a.ctrl}, log.With("component", "authz"))
+	a.upstream, err = upstream.New(upstream.Config{
+		Client: client, Authorizer: a.authz, Objects: a.ctrl, Logger: log.With("component", "upstream"),
+	})
+	if err != nil {
+		return nil, err
+	}
 	a.hub, err = hub.New(hub.Config{
-		Upstream:         unsupportedUpstream{log: log},
-		Desired:          emptyDesired{},
+		Upstream:         a.upstream,
+		Desired:          a.ctrl,
 		Observer:         a.nodes,
 		MaxNodes:         cfg.Hub.NodeLimit,
 		KeepaliveTimeout: cfg.Hub.KeepaliveTimeout.Duration,
@@ -165,6 +187,7 @@ func New(ctx context.Context, cfg *config.CloudCore, client kubernetes.Interface
 	if err != nil {
 		return nil, err
 	}
+	sink.hub = a.hub
 	hubTLS, err := transport.ServerTLSConfig(servingCert, authority.Pool())
 	if err != nil {
 		return nil, err
@@ -248,6 +271,8 @@ func (a *App) Run(ctx context.Context) error {
 	run("admin", func() error { return serveHTTP(ctx, a.adminSrv, a.adminLn) })
 	run("bootstrap", func() error { return serveHTTP(ctx, a.bootSrv, a.bootLn) })
 	run("cloudhub", func() error { return a.hub.Run(ctx, a.hubSrvs...) })
+	run("edgecontroller", func() error { return a.ctrl.Run(ctx) })
+	run("tokens", func() error { a.podTokens.Run(ctx); return nil })
 	run("token-pruner", func() error { a.pruneTokens(ctx); return nil })
 	a.ready.Store(true)
 	attrs := []any{}
@@ -315,8 +340,13 @@ func (a *App) adminHandler() http.Handler {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
+		if !a.ctrl.Synced() {
+			http.Error(w, "not ready: informers not synced", http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /metrics", a.metrics)
 	mux.HandleFunc("GET /debug/nodes", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(a.nodes.list())
@@ -346,22 +376,25 @@ func advertiseIPs(configured []string) ([]net.IP, error) {
 	return ips, nil
 }
 
-// emptyDesired is the desired set until the EdgeController exists: nothing is scheduled to
-// edge nodes through cloudcore yet.
-type emptyDesired struct{}
+// hubSink forwards the controller's queueing to the hub, which is created after the
+// controller because each needs the other.
+type hubSink struct{ hub *hub.Hub }
 
-func (emptyDesired) Desired(context.Context, string) (map[wire.Key]hub.Object, error) {
-	return map[wire.Key]hub.Object{}, nil
+func (s *hubSink) Upsert(node string, key wire.Key, v queue.Version, msg *wire.Message) error {
+	return s.hub.Upsert(node, key, v, msg)
 }
 
-// unsupportedUpstream refuses every upstream message with a definitive error, which the edge
-// drops from its outbox.
-type unsupportedUpstream struct{ log *slog.Logger }
+func (s *hubSink) Delete(node string, key wire.Key, uid string, msg *wire.Message) error {
+	return s.hub.Delete(node, key, uid, msg)
+}
 
-func (u unsupportedUpstream) Handle(_ context.Context, node string, msg *wire.Message) (json.RawMessage, error) {
-	u.log.Debug("refusing upstream message: not supported yet", "node", node,
-		"operation", msg.Route.Operation, "resource", msg.Route.Resource)
-	return nil, fmt.Errorf("not supported yet: %s %s", msg.Route.Operation, msg.Route.Resource)
+// scope is the node graph as the authorizer sees it.
+type scope struct{ c *edgecontroller.Controller }
+
+func (s scope) Allows(node string, key wire.Key) bool { return s.c.Graph().Allows(node, key) }
+
+func (s scope) PodNode(namespace, name string) (string, bool) {
+	return s.c.Graph().NodeOf(namespace, name)
 }
 
 // nodeSet is the SessionObserver: it logs connects and disconnects and keeps the set of

@@ -18,7 +18,6 @@ import (
 	"github.com/skerry-io/skerry/cloud/config"
 	"github.com/skerry-io/skerry/edge/certs"
 	"github.com/skerry-io/skerry/pkg/transport"
-	"github.com/skerry-io/skerry/pkg/wire"
 )
 
 func testConfig() *config.CloudCore {
@@ -160,18 +159,5 @@ func TestNewRestartKeepsCAAndFailsOnBusyPort(t *testing.T) {
 	again, _ := ca.LoadCACert(ctx, client, "kubeedge")
 	if !again.Equal(first) {
 		t.Fatal("restart replaced the CA")
-	}
-}
-
-func TestUnsupportedUpstreamNamesOperation(t *testing.T) {
-	u := unsupportedUpstream{log: slog.New(slog.DiscardHandler)}
-	msg := &wire.Message{Route: wire.Route{Operation: "update", Resource: "default/podstatus/web-1"}}
-	_, err := u.Handle(context.Background(), "edge-1", msg)
-	if err == nil || err.Error() != "not supported yet: update default/podstatus/web-1" {
-		t.Fatalf("got %v", err)
-	}
-	d, err := emptyDesired{}.Desired(context.Background(), "edge-1")
-	if err != nil || d == nil || len(d) != 0 {
-		t.Fatalf("desired %v, %v", d, err)
 	}
 }
