@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -14,7 +15,11 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/skerry-io/skerry/edge/nodestatus"
 
 	"github.com/skerry-io/skerry/pkg/configfile"
 )
@@ -41,9 +46,82 @@ type EdgeCore struct {
 	DataDir string `json:"dataDir"`
 	// Hub is the node's connection to cloudcore.
 	Hub Hub `json:"hub"`
-	// Runtime is the container runtime edgecore runs pods on. It is validated but not used
-	// yet: pods arrive with the Edged module.
+	// Runtime is the container runtime edgecore runs pods on. Today the node status reads
+	// its name, version and health from it; pods arrive with the Edged module.
 	Runtime Runtime `json:"runtime"`
+	// MetaServer is the local Kubernetes-style read API served from the store.
+	MetaServer MetaServer `json:"metaServer"`
+	// Node describes this node to Kubernetes and sets how often its status and heartbeat go up.
+	Node Node `json:"node"`
+}
+
+// MetaServer configures the local read API.
+type MetaServer struct {
+	Enable bool `json:"enable"`
+	// Address is host:port to listen on; port 0 picks a free one.
+	Address string `json:"address"`
+	// AllowRemote must be set to listen on a non-loopback address. The API serves the node's
+	// Secrets without authentication, so only local clients may reach it by default.
+	AllowRemote bool `json:"allowRemote"`
+}
+
+// Node is what the node reports about itself (see package nodestatus for each field).
+type Node struct {
+	Labels         map[string]string   `json:"labels,omitempty"`
+	Annotations    map[string]string   `json:"annotations,omitempty"`
+	Taints         []corev1.Taint      `json:"taints,omitempty"`
+	InternalIP     string              `json:"internalIP,omitempty"`
+	MaxPods        int32               `json:"maxPods"`
+	SystemReserved corev1.ResourceList `json:"systemReserved,omitempty"`
+	KubeReserved   corev1.ResourceList `json:"kubeReserved,omitempty"`
+	// StatusUpdateFrequency is how often the status is computed and sent when it changed;
+	// StatusReportFrequency the longest time between two reports when nothing changes.
+	StatusUpdateFrequency Duration `json:"statusUpdateFrequency"`
+	StatusReportFrequency Duration `json:"statusReportFrequency"`
+	// LeaseRenewInterval and LeaseDurationSeconds are the heartbeat Lease's.
+	LeaseRenewInterval   Duration                      `json:"leaseRenewInterval"`
+	LeaseDurationSeconds int32                         `json:"leaseDurationSeconds"`
+	Pressure             nodestatus.PressureThresholds `json:"pressure"`
+	// AutonomyTolerationSeconds is how long this node's pods stay bound while the node is
+	// unreachable from the cloud: -1 means for ever; unset means the cluster's default. It is
+	// reported as the node annotation [AutonomyAnnotation], which cloudcore's admission
+	// webhook turns into the pods' tolerations (docs/autonomy.md).
+	AutonomyTolerationSeconds *int64 `json:"autonomyTolerationSeconds,omitempty"`
+}
+
+// AutonomyAnnotation carries node.autonomyTolerationSeconds to cloudcore.
+const AutonomyAnnotation = "edge.skerry.io/autonomy-toleration-seconds"
+
+// NodeStatus returns the node status reporter's configuration.
+func (c *EdgeCore) NodeStatus() nodestatus.Config {
+	n := c.Node
+	annotations := maps.Clone(n.Annotations)
+	if n.AutonomyTolerationSeconds != nil {
+		if annotations == nil {
+			annotations = make(map[string]string)
+		}
+		v := strconv.FormatInt(*n.AutonomyTolerationSeconds, 10)
+		if *n.AutonomyTolerationSeconds < 0 {
+			v = "unlimited"
+		}
+		annotations[AutonomyAnnotation] = v
+	}
+	return nodestatus.Config{
+		NodeName:              c.NodeName,
+		DataDir:               c.DataDir,
+		Labels:                n.Labels,
+		Annotations:           annotations,
+		Taints:                n.Taints,
+		InternalIP:            n.InternalIP,
+		MaxPods:               n.MaxPods,
+		SystemReserved:        n.SystemReserved,
+		KubeReserved:          n.KubeReserved,
+		StatusUpdateFrequency: metav1.Duration{Duration: n.StatusUpdateFrequency.Duration},
+		StatusReportFrequency: metav1.Duration{Duration: n.StatusReportFrequency.Duration},
+		LeaseRenewInterval:    metav1.Duration{Duration: n.LeaseRenewInterval.Duration},
+		LeaseDurationSeconds:  n.LeaseDurationSeconds,
+		Pressure:              n.Pressure,
+	}
 }
 
 // Hub configures EdgeHub: where cloudcore is and how the node joins it.
@@ -115,7 +193,20 @@ func Default() *EdgeCore {
 			KeepaliveInterval: Duration{15 * time.Second},
 			Backoff:           Backoff{Base: Duration{time.Second}, Max: Duration{60 * time.Second}},
 		},
-		Runtime: Runtime{Endpoint: "unix:///run/containerd/containerd.sock"},
+		Runtime:    Runtime{Endpoint: "unix:///run/containerd/containerd.sock"},
+		MetaServer: MetaServer{Enable: true, Address: "127.0.0.1:10550"},
+		Node: Node{
+			MaxPods:               nodestatus.DefaultMaxPods,
+			StatusUpdateFrequency: Duration{nodestatus.DefaultStatusUpdateFrequency},
+			StatusReportFrequency: Duration{nodestatus.DefaultStatusReportFrequency},
+			LeaseRenewInterval:    Duration{nodestatus.DefaultLeaseRenewInterval},
+			LeaseDurationSeconds:  nodestatus.DefaultLeaseDurationSeconds,
+			Pressure: nodestatus.PressureThresholds{
+				MemoryAvailable: nodestatus.DefaultMemoryAvailable(),
+				DiskFreePercent: nodestatus.DefaultDiskFreePercent,
+				PIDPercent:      nodestatus.DefaultPIDPercent,
+			},
+		},
 	}
 }
 
@@ -145,6 +236,21 @@ func (c *EdgeCore) Validate() error {
 	errs = append(errs, c.Hub.validate()...)
 	if err := validateCRIEndpoint(c.Runtime.Endpoint); err != nil {
 		errs = append(errs, fmt.Errorf("runtime.endpoint: %w", err))
+	}
+	if c.MetaServer.Enable {
+		if err := validateListenAddress(c.MetaServer.Address, c.MetaServer.AllowRemote); err != nil {
+			errs = append(errs, fmt.Errorf("metaServer.address: %w", err))
+		}
+	}
+	if c.Node.AutonomyTolerationSeconds != nil && *c.Node.AutonomyTolerationSeconds < -1 {
+		errs = append(errs, fmt.Errorf("node.autonomyTolerationSeconds %d: want -1 (for ever) or a number of seconds",
+			*c.Node.AutonomyTolerationSeconds))
+	}
+	if c.NodeName != "" {
+		ns := c.NodeStatus()
+		if err := ns.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("node: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -205,6 +311,26 @@ func wellFormedToken(t string) bool {
 	hash, secret, ok := strings.Cut(t, ".")
 	b, err := hex.DecodeString(hash)
 	return ok && err == nil && len(b) == 32 && secret != "" && !strings.ContainsAny(secret, " \t\r\n")
+}
+
+// validateListenAddress accepts host:port with an IP host (port 0 allowed); a non-loopback
+// host needs allowRemote.
+func validateListenAddress(addr string, allowRemote bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want ip:port: %w", addr, err)
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return fmt.Errorf("%q: the host must be an IP address", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be 0-65535", addr)
+	}
+	if !ip.IsLoopback() && !allowRemote {
+		return fmt.Errorf("%q is not a loopback address; the API is unauthenticated, set metaServer.allowRemote to serve it beyond this host", addr)
+	}
+	return nil
 }
 
 func validateCRIEndpoint(ep string) error {

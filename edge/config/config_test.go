@@ -1,6 +1,7 @@
 package config
 
 import (
+	"k8s.io/apimachinery/pkg/api/equality"
 	"strings"
 	"testing"
 	"time"
@@ -59,7 +60,7 @@ func TestDefaultIsValidAndRoundTrips(t *testing.T) {
 			if err := configfile.Decode(b, Meta, got); err != nil {
 				t.Fatalf("printed config does not load: %v\n%s", err, b)
 			}
-			if *got != *d {
+			if !equality.Semantic.DeepEqual(got, d) {
 				t.Fatalf("round trip: got %+v, want %+v\n%s", got, d, b)
 			}
 		})
