@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -91,6 +92,11 @@ type App struct {
 	bootSrv   *http.Server
 	adminLn   net.Listener
 	adminSrv  *http.Server
+	// The autonomy webhook, when enabled.
+	admLn     net.Listener
+	admSrv    *http.Server
+	admHook   *admissionregistrationv1.MutatingWebhookConfiguration
+	client    kubernetes.Interface
 	nodes     *nodeSet
 	ready     atomic.Bool
 	closeOnce sync.Once
@@ -208,6 +214,13 @@ func New(ctx context.Context, cfg *config.CloudCore, client kubernetes.Interface
 		a.hubSrvs = append(a.hubSrvs, s)
 	}
 
+	a.client = client
+	if cfg.Admission.Enable {
+		if err := a.listenAdmission(authority, servingCert, ips); err != nil {
+			return nil, err
+		}
+	}
+
 	a.adminLn, err = net.Listen("tcp", cfg.Admin.Address)
 	if err != nil {
 		return nil, fmt.Errorf("admin.address: %w", err)
@@ -248,6 +261,9 @@ func (a *App) closeListeners() {
 		if a.adminLn != nil {
 			_ = a.adminLn.Close()
 		}
+		if a.admLn != nil {
+			_ = a.admLn.Close()
+		}
 	})
 }
 
@@ -273,6 +289,10 @@ func (a *App) Run(ctx context.Context) error {
 	run("cloudhub", func() error { return a.hub.Run(ctx, a.hubSrvs...) })
 	run("edgecontroller", func() error { return a.ctrl.Run(ctx) })
 	run("tokens", func() error { a.podTokens.Run(ctx); return nil })
+	if a.admSrv != nil {
+		run("admission", func() error { return serveHTTP(ctx, a.admSrv, a.admLn) })
+		run("admission-registration", func() error { a.registerWebhook(ctx); return nil })
+	}
 	run("token-pruner", func() error { a.pruneTokens(ctx); return nil })
 	a.ready.Store(true)
 	attrs := []any{}

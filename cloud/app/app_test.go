@@ -27,6 +27,7 @@ func testConfig() *config.CloudCore {
 	cfg.Bootstrap.Address = "127.0.0.1:0"
 	cfg.Bootstrap.AdvertiseAddresses = []string{"127.0.0.1"}
 	cfg.Admin.Address = "127.0.0.1:0"
+	cfg.Admission.Address = "127.0.0.1:0"
 	return cfg
 }
 

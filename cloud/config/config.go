@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -31,6 +32,25 @@ type CloudCore struct {
 	Bootstrap Bootstrap `json:"bootstrap"`
 	// Admin is the local health endpoint.
 	Admin Admin `json:"admin"`
+	// Admission is the webhook that gives edge pods the tolerations that keep them bound while
+	// their node is unreachable (docs/autonomy.md).
+	Admission Admission `json:"admission"`
+}
+
+// Admission configures the autonomy webhook.
+type Admission struct {
+	Enable bool `json:"enable"`
+	// Address is the HTTPS listen address; the serving certificate is cloudcore's.
+	Address string `json:"address"`
+	// URL is what the API server calls. Empty means https://<first advertise address, or
+	// 127.0.0.1>:<port of Address>/mutate-pods-autonomy; its host must be in the serving
+	// certificate.
+	URL string `json:"url,omitempty"`
+	// EdgePodsDefault gives pods aimed at edge nodes (by nodeSelector or affinity) the default
+	// below when their node has no setting of its own.
+	EdgePodsDefault bool `json:"edgePodsDefault"`
+	// DefaultTolerationSeconds is that default; unset means for ever.
+	DefaultTolerationSeconds *int64 `json:"defaultTolerationSeconds,omitempty"`
 }
 
 // KubeAPI is the connection to the Kubernetes API server.
@@ -105,7 +125,8 @@ func Default() *CloudCore {
 			Address:      "0.0.0.0:10002",
 			CertValidity: metav1.Duration{Duration: 8760 * time.Hour},
 		},
-		Admin: Admin{Address: "127.0.0.1:10006"},
+		Admin:     Admin{Address: "127.0.0.1:10006"},
+		Admission: Admission{Enable: true, Address: "0.0.0.0:10005", EdgePodsDefault: true},
 	}
 }
 
@@ -169,6 +190,17 @@ func (c *CloudCore) Validate() error {
 		bad("bootstrap.certValidity", "%v, want >= 1h", c.Bootstrap.CertValidity.Duration)
 	}
 	checkAddr(bad, "admin.address", c.Admin.Address)
+	if c.Admission.Enable {
+		checkAddr(bad, "admission.address", c.Admission.Address)
+		if u := c.Admission.URL; u != "" {
+			if pu, err := url.Parse(u); err != nil || pu.Scheme != "https" || pu.Host == "" {
+				bad("admission.url", "%q, want an https:// URL", u)
+			}
+		}
+		if d := c.Admission.DefaultTolerationSeconds; d != nil && *d < 0 {
+			bad("admission.defaultTolerationSeconds", "%d, want >= 0 (leave it unset for ever)", *d)
+		}
+	}
 	return errors.Join(errs...)
 }
 

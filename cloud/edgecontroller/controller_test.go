@@ -275,7 +275,9 @@ func TestNodeWithoutResyncGetsNothingQueued(t *testing.T) {
 	if _, err := f.client.CoreV1().Pods("ns").Create(ctx, boundPod("web-1", "edge-1", "", ""), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "pod in the graph", func() bool { return f.c.Graph().Allows("edge-1", wire.Key{Namespace: "ns", Type: wire.TypePod, Name: "web-1"}) })
+	eventually(t, "pod in the graph", func() bool {
+		return f.c.Graph().Allows("edge-1", wire.Key{Namespace: "ns", Type: wire.TypePod, Name: "web-1"})
+	})
 	eventually(t, "queue drained", func() bool { return f.c.QueueLen() == 0 })
 	if ops := f.sink.take(); len(ops) != 0 {
 		t.Errorf("queued %v for a node that never connected; its first resync sends everything", ops)
