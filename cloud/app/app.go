@@ -291,7 +291,8 @@ func (a *App) Run(ctx context.Context) error {
 	run("tokens", func() error { a.podTokens.Run(ctx); return nil })
 	if a.admSrv != nil {
 		run("admission", func() error { return serveHTTP(ctx, a.admSrv, a.admLn) })
-		run("admission-registration", func() error { a.registerWebhook(ctx); return nil })
+		// Registration ends once done, so it is not a component whose end stops cloudcore.
+		wg.Go(func() { a.registerWebhook(ctx) })
 	}
 	run("token-pruner", func() error { a.pruneTokens(ctx); return nil })
 	a.ready.Store(true)
