@@ -1,11 +1,15 @@
-// Package app wires edgecore's modules together: the store, the node's identity and EdgeHub.
-// It is the one place that knows every module (architecture principle 1); the modules only
-// know the interfaces they are given.
+// Package app wires edgecore's modules together: the store, MetaServer, the node status
+// reporter, the node's identity and EdgeHub. It is the one place that knows every module
+// (architecture principle 1); the modules only know the interfaces they are given.
 //
 // Start-up order and why:
 //  1. The store opens first: it is the edge's truth (principle 3) and must be usable, or
 //     nothing else is worth starting.
-//  2. The node certificate is loaded from <dataDir>/certs. Only when none exists does the
+//  2. MetaServer and the node status reporter start next. Neither needs the cloud: the
+//     MetaServer serves the store (writes answer 503 until the hub is connected) and the
+//     reporter queues registration, status and heartbeats in the durable outbox. A node
+//     restarted while the cloud is away therefore serves its local API at once.
+//  3. The node certificate is loaded from <dataDir>/certs. Only when none exists does the
 //     join token matter: the node bootstraps once with it and from then on authenticates
 //     with its certificate, so the token can be removed from the configuration. A cloud
 //     that cannot be reached yet (connection refused, timeout, a TLS handshake failing at the
@@ -14,11 +18,14 @@
 //     certificate not valid for the address) stops Run at once with its message. An expired
 //     certificate cannot be renewed (renewal authenticates with it), so Run stops with the
 //     recovery steps instead of retrying for ever.
-//  3. EdgeHub and the certificate renewal loop run until ctx is done. The hub's dialer reads
+//  4. EdgeHub and the certificate renewal loop run until ctx is done. The hub's dialer reads
 //     the client certificate through tls.Config.GetClientCertificate from a holder that the
 //     renewal loop swaps, so the next dial presents the renewed certificate without
 //     rebuilding the hub. A session already open keeps the certificate it was opened with;
 //     that is fine because renewal happens at 70–90 % of the certificate's lifetime.
+//
+// Every module runs under one context; the first that fails stops the others, and all of
+// them have returned before the store closes.
 package app
 
 import (
@@ -32,6 +39,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,9 +47,13 @@ import (
 
 	"github.com/skerry-io/skerry/edge/certs"
 	"github.com/skerry-io/skerry/edge/config"
+	"github.com/skerry-io/skerry/edge/cri"
 	"github.com/skerry-io/skerry/edge/hub"
+	"github.com/skerry-io/skerry/edge/metaserver"
+	"github.com/skerry-io/skerry/edge/nodestatus"
 	"github.com/skerry-io/skerry/edge/store"
 	"github.com/skerry-io/skerry/pkg/transport"
+	"github.com/skerry-io/skerry/pkg/version"
 	"github.com/skerry-io/skerry/pkg/wire"
 )
 
@@ -74,9 +86,62 @@ func Run(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) error {
 		}
 	}()
 
+	// Everything started from here stops before the store closes (defers run in reverse).
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	start := func(name string, run func(context.Context) error) {
+		wg.Go(func() {
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("%s: %w", name, err))
+			}
+		})
+	}
+
+	// The local API and the node status need no cloud: they start before joining, so a node
+	// restarted while the cloud is away serves its store at once.
+	fw := &forwarder{}
+	if cfg.MetaServer.Enable {
+		ms, err := metaserver.New(metaserver.Config{
+			Address:     cfg.MetaServer.Address,
+			AllowRemote: cfg.MetaServer.AllowRemote,
+			Store:       metaStore{db},
+			Forwarder:   fw,
+			Logger:      log.With("component", "metaserver"),
+		})
+		if err != nil {
+			return fmt.Errorf("metaServer: %w", err)
+		}
+		start("metaserver", ms.Run)
+	}
+	runtime, err := cri.New(cfg.Runtime.Endpoint)
+	if err != nil {
+		return fmt.Errorf("runtime.endpoint: %w", err)
+	}
+	defer runtime.Close()
+	reporter, err := nodestatus.New(cfg.NodeStatus(), nodestatus.Deps{
+		Outbox: db.Outbox(),
+		Notify: func() {
+			if h := fw.hub.Load(); h != nil {
+				h.Notify()
+			}
+		},
+		Runtime:        runtime,
+		KubeletVersion: kubeletVersion(),
+		Logger:         log.With("component", "nodestatus"),
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	start("nodestatus", reporter.Run)
+
 	creds, err := Credentials(ctx, cfg, log)
 	if err != nil {
 		if ctx.Err() != nil {
+			if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+				return cause
+			}
 			// Stopped while still trying to join: a normal stop, not a failure.
 			log.Info("edgecore stopped before joining the cloud", "lastErr", err)
 			return nil
@@ -114,22 +179,14 @@ func Run(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	fw.hub.Store(h)
+	h.Notify() // what the node status queued before the hub existed
 
 	log.Info("edgecore running", "server", cfg.Hub.Server, "protocol", cfg.Hub.Protocol,
-		"dataDir", cfg.DataDir, "certExpires", creds.Node.Cert.NotAfter)
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := h.Run(ctx); err != nil {
-			cancel(err)
-		}
-	})
-	wg.Go(func() {
-		if err := renewLoop(ctx, cfg, id, log); err != nil {
-			cancel(err)
-		}
-	})
+		"dataDir", cfg.DataDir, "metaServer", cfg.MetaServer.Address, "certExpires", creds.Node.Cert.NotAfter)
+	start("edgehub", h.Run)
+	start("certificate renewal", func(ctx context.Context) error { return renewLoop(ctx, cfg, id, log) })
+	<-ctx.Done()
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("edgecore stopped", "err", err)
@@ -137,6 +194,12 @@ func Run(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) error {
 	}
 	log.Info("edgecore stopped")
 	return nil
+}
+
+// kubeletVersion is what the node reports as its kubelet version: the Kubernetes release the
+// node speaks, then ours, as KubeEdge does ("v1.36.3-kubeedge-v1.x").
+func kubeletVersion() string {
+	return "v1.36.3-skerry-" + strings.TrimPrefix(version.Get().GitVersion, "v")
 }
 
 // Credentials returns the node's certificate: the stored one, or, if there is none yet, one
