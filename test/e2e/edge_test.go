@@ -183,6 +183,7 @@ func TestEdgeNodeSync(t *testing.T) {
 		!strings.HasPrefix(node.Status.NodeInfo.ContainerRuntimeVersion, "containerd://") || node.Status.NodeInfo.KernelVersion == "" {
 		t.Errorf("node status lacks host facts: capacity %v, nodeInfo %+v", node.Status.Capacity, node.Status.NodeInfo)
 	}
+	t.Logf("node %s: capacity %v, runtime %s, kernel %s", a.name, node.Status.Capacity, node.Status.NodeInfo.ContainerRuntimeVersion, node.Status.NodeInfo.KernelVersion)
 	framework.Eventually(t, 30*time.Second, "lease of "+a.name, func(ctx context.Context) (bool, error) {
 		l, err := env.Kube.CoordinationV1().Leases("kube-node-lease").Get(ctx, a.name, metav1.GetOptions{})
 		return err == nil && l.Spec.RenewTime != nil && len(l.OwnerReferences) == 1, err
@@ -298,6 +299,7 @@ func TestEdgeNodeSync(t *testing.T) {
 		return slices.Contains(got, "add web") && slices.Contains(got, "add web-2") && slices.Contains(got, "delete web"),
 			fmt.Errorf("informer saw %v", got)
 	})
+	t.Logf("informer on the MetaServer saw: %v", seen.snapshot())
 }
 
 func syncPod(name, node string) *corev1.Pod {
