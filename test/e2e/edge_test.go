@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,6 +37,7 @@ import (
 const (
 	syncHub       = "127.0.0.1:21000"
 	syncBootstrap = "127.0.0.1:21002"
+	syncAdmission = "127.0.0.1:21005"
 	syncAdmin     = "127.0.0.1:21006"
 )
 
@@ -95,7 +97,10 @@ bootstrap:
   advertiseAddresses: [127.0.0.1]
 admin:
   address: %q
-`, kubeconfig, syncHub, syncBootstrap, syncAdmin))
+admission:
+  enable: true
+  address: %q
+`, kubeconfig, syncHub, syncBootstrap, syncAdmin, syncAdmission))
 	p := env.Start(t, "cloudcore", "--config", cfg)
 	framework.Eventually(t, 60*time.Second, "cloudcore /readyz", func(ctx context.Context) (bool, error) {
 		if done, err := p.Exited(); done {
@@ -107,7 +112,7 @@ admin:
 	return p
 }
 
-func newSyncEdge(t *testing.T, dir, name, metaServer string) *syncEdge {
+func newSyncEdge(t *testing.T, dir, name, metaServer string, nodeSettings string) *syncEdge {
 	t.Helper()
 	e := &syncEdge{name: name, dataDir: filepath.Join(dir, name), metaServer: metaServer}
 	e.cfgPath = writeFile(t, dir, name+".yaml", fmt.Sprintf(`apiVersion: edgecore.config.skerry.io/v1alpha1
@@ -126,8 +131,8 @@ metaServer:
 node:
   labels: {e2e.skerry.io/suite: sync}
   statusUpdateFrequency: 2s
-`, name, e.dataDir, framework.CRIEndpoint, syncHub, syncBootstrap,
-		keadm(t, "gettoken", "--kubeconfig", env.Kubeconfig, "--node", name), metaServer))
+%s`, name, e.dataDir, framework.CRIEndpoint, syncHub, syncBootstrap,
+		keadm(t, "gettoken", "--kubeconfig", env.Kubeconfig, "--node", name), metaServer, nodeSettings))
 	e.start(t)
 	return e
 }
@@ -158,9 +163,11 @@ func TestEdgeNodeSync(t *testing.T) {
 		return err == nil && ns.DeletionTimestamp == nil, err
 	})
 	cloud := startSyncCloud(t, dir)
-	a := newSyncEdge(t, dir, "sync-a", "127.0.0.1:20550")
-	b := newSyncEdge(t, dir, "sync-b", "127.0.0.1:20551")
+	// Edge a's pods tolerate its unreachability for ever (its own autonomy setting).
+	a := newSyncEdge(t, dir, "sync-a", "127.0.0.1:20550", "  autonomyTolerationSeconds: -1\n")
+	b := newSyncEdge(t, dir, "sync-b", "127.0.0.1:20551", "")
 	t.Cleanup(func() {
+		_ = env.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), "autonomy.pods.skerry.io", metav1.DeleteOptions{})
 		for _, n := range []string{a.name, b.name} {
 			_ = env.Kube.CoreV1().Nodes().Delete(context.Background(), n, metav1.DeleteOptions{})
 			_ = env.Kube.CoordinationV1().Leases("kube-node-lease").Delete(context.Background(), n, metav1.DeleteOptions{})
@@ -189,6 +196,11 @@ func TestEdgeNodeSync(t *testing.T) {
 		return err == nil && l.Spec.RenewTime != nil && len(l.OwnerReferences) == 1, err
 	})
 
+	framework.Eventually(t, 30*time.Second, "autonomy webhook registered", func(ctx context.Context) (bool, error) {
+		_, err := env.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "autonomy.pods.skerry.io", metav1.GetOptions{})
+		return err == nil, err
+	})
+
 	// A client-go informer on edge a's MetaServer follows everything from here on.
 	ns := "e2e-sync-" + fmt.Sprint(time.Now().UnixNano()%1_000_000)
 	if _, err := env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -203,6 +215,15 @@ func TestEdgeNodeSync(t *testing.T) {
 	must[*corev1.Secret](t)(env.Kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "unused"}, StringData: map[string]string{"k": "v"}}, metav1.CreateOptions{}))
 	must[*corev1.Pod](t)(env.Kube.CoreV1().Pods(ns).Create(ctx, syncPod("web", a.name), metav1.CreateOptions{}))
 	ma := a.client(t)
+	// cloudcore's webhook gave the pod edge a's autonomy: the unreachable taint tolerated
+	// without a time limit, instead of the API server's default 300 s.
+	web, err := env.Kube.CoreV1().Pods(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !toleratesForever(web, "node.kubernetes.io/unreachable") {
+		t.Errorf("pod on an autonomous node lacks the unlimited unreachable toleration: %+v", web.Spec.Tolerations)
+	}
 	framework.Eventually(t, 30*time.Second, "pod web in edge a's store", func(ctx context.Context) (bool, error) {
 		_, err := ma.CoreV1().Pods(ns).Get(ctx, "web", metav1.GetOptions{})
 		return err == nil, err
@@ -223,6 +244,13 @@ func TestEdgeNodeSync(t *testing.T) {
 	}
 	if pods, err := b.client(t).CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err != nil || len(pods.Items) != 0 {
 		t.Errorf("edge b holds edge a's pods: %v %v", pods, err)
+	}
+
+	// kubectl reads the node's pods from its MetaServer, as an operator on the node would.
+	out, err := exec.Command(env.Kubectl, "--kubeconfig", os.DevNull, "--server", "http://"+a.metaServer,
+		"get", "pods", "-n", ns, "-o", "wide").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "web") || !strings.Contains(string(out), a.name) {
+		t.Errorf("kubectl get pods against the MetaServer: %v\n%s", err, out)
 	}
 
 	// A ConfigMap update reaches the store.
@@ -300,6 +328,15 @@ func TestEdgeNodeSync(t *testing.T) {
 			fmt.Errorf("informer saw %v", got)
 	})
 	t.Logf("informer on the MetaServer saw: %v", seen.snapshot())
+}
+
+func toleratesForever(p *corev1.Pod, key string) bool {
+	for _, tol := range p.Spec.Tolerations {
+		if tol.Key == key && tol.Effect == corev1.TaintEffectNoExecute && tol.TolerationSeconds == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func syncPod(name, node string) *corev1.Pod {

@@ -49,6 +49,8 @@ bootstrap:
   advertiseAddresses: [127.0.0.1]
 admin:
   address: %q
+admission:
+  enable: false
 `, env.Kubeconfig, hubWS, hubQUIC, bootstrap, admin))
 	// A kubeedge namespace left terminating by an earlier run must finish first, or cloudcore
 	// could not write its Secrets into it.
