@@ -140,8 +140,9 @@ func (w *Watcher) run(from, upTo int64) {
 		if err := context.Cause(w.ctx); !errors.Is(err, errStopped) {
 			w.err = err
 		}
-		close(w.out)
+		// done before out: Err is valid as soon as a reader sees Events closed.
 		close(w.done)
+		close(w.out)
 		w.db.watchers.release(w)
 	}()
 	last := from
