@@ -62,6 +62,9 @@ func (h *Handler) register(ctx context.Context, node string, content json.RawMes
 func (h *Handler) registrationLabels(in map[string]string) (labels map[string]string, dropped []string) {
 	labels = make(map[string]string, len(in)+len(h.cfg.NodeLabels)+1)
 	for k, v := range in {
+		if k == EdgeLabel {
+			continue // set below whatever the edge says, so not worth a warning
+		}
 		if !kubeletMaySetLabel(k) || len(validation.IsQualifiedName(k)) > 0 || len(validation.IsValidLabelValue(v)) > 0 {
 			dropped = append(dropped, clip(k))
 			continue
