@@ -194,21 +194,7 @@ func (r *Reporter) Run(ctx context.Context) error {
 // statusLoop registers the node at once, then computes the status every
 // StatusUpdateFrequency. Failed registrations are retried at each tick.
 func (r *Reporter) statusLoop(ctx context.Context) error {
-	t := r.clock.NewTicker(r.cfg.StatusUpdateFrequency.Duration)
-	defer t.Stop()
-	if err := r.syncStatus(ctx); err != nil {
-		return err
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C():
-			if err := r.syncStatus(ctx); err != nil {
-				return err
-			}
-		}
-	}
+	return r.every(ctx, r.cfg.StatusUpdateFrequency.Duration, r.syncStatus)
 }
 
 // leaseLoop renews the Lease every LeaseRenewInterval, starting once the registration is
@@ -220,9 +206,14 @@ func (r *Reporter) leaseLoop(ctx context.Context) error {
 		return nil
 	case <-r.registered:
 	}
-	t := r.clock.NewTicker(r.cfg.LeaseRenewInterval.Duration)
+	return r.every(ctx, r.cfg.LeaseRenewInterval.Duration, r.renewLease)
+}
+
+// every runs fn at once and then every period until ctx is done or fn fails.
+func (r *Reporter) every(ctx context.Context, period time.Duration, fn func(context.Context) error) error {
+	t := r.clock.NewTicker(period)
 	defer t.Stop()
-	if err := r.renewLease(ctx); err != nil {
+	if err := fn(ctx); err != nil {
 		return err
 	}
 	for {
@@ -230,7 +221,7 @@ func (r *Reporter) leaseLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C():
-			if err := r.renewLease(ctx); err != nil {
+			if err := fn(ctx); err != nil {
 				return err
 			}
 		}
