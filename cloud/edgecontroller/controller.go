@@ -72,7 +72,10 @@ type Controller struct {
 	pods                             corelisters.PodLister
 	configMaps                       corelisters.ConfigMapLister
 	secrets                          corelisters.SecretLister
-	synced                           chan struct{} // closed once every informer has synced
+	synced                           chan struct{} // closed once every informer and handler has synced
+	// handlers are the event handler registrations: the graph is built by the handlers, so
+	// it is complete only when each has processed its informer's initial list.
+	handlers []cache.ResourceEventHandlerRegistration
 
 	queue workqueue.TypedRateLimitingInterface[string] // node names
 
@@ -126,14 +129,21 @@ func New(cfg Config) (*Controller, error) {
 	secretInf := c.factory.Core().V1().Secrets()
 	c.nodes, c.pods, c.configMaps, c.secrets = nodeInf.Lister(), podInf.Lister(), cmInf.Lister(), secretInf.Lister()
 
-	if _, err := nodeInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	add := func(inf cache.SharedIndexInformer, h cache.ResourceEventHandler) error {
+		reg, err := inf.AddEventHandler(h)
+		if err == nil {
+			c.handlers = append(c.handlers, reg)
+		}
+		return err
+	}
+	if err := add(nodeInf.Informer(), cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.nodeChanged(obj) },
 		UpdateFunc: func(_, obj any) { c.nodeChanged(obj) },
 		DeleteFunc: c.nodeDeleted,
 	}); err != nil {
 		return nil, err
 	}
-	if _, err := podInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if err := add(podInf.Informer(), cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.podChanged(obj) },
 		UpdateFunc: func(_, obj any) { c.podChanged(obj) },
 		DeleteFunc: c.podDeleted,
@@ -141,7 +151,7 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	for _, inf := range []cache.SharedIndexInformer{cmInf.Informer(), secretInf.Informer()} {
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		if err := add(inf, cache.ResourceEventHandlerFuncs{
 			AddFunc:    c.referencedChanged,
 			UpdateFunc: func(_, obj any) { c.referencedChanged(obj) },
 			DeleteFunc: c.referencedChanged,
@@ -182,6 +192,15 @@ func (c *Controller) Run(ctx context.Context) error {
 				return fmt.Errorf("edgecontroller: informer for %v did not sync", typ)
 			}
 		}
+	}
+	// A synced cache is not a synced handler: the graph is complete only once every handler
+	// has seen its informer's initial list.
+	synced := make([]cache.InformerSynced, len(c.handlers))
+	for i, h := range c.handlers {
+		synced[i] = h.HasSynced
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return ctx.Err()
 	}
 	close(c.synced)
 	c.log.Info("informers synced", "edgeNodes", len(c.graph.Nodes()))
@@ -238,14 +257,21 @@ func (c *Controller) Desired(ctx context.Context, node string) (map[wire.Key]hub
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	set, failed := c.build(ctx, node)
-	if len(failed) > 0 {
-		// Sent without those; the retry queues them once they can be built.
-		c.queue.AddRateLimited(node)
-	}
+	// The resync runs on the node's upstream goroutine: bound what it waits for (tokens not
+	// cached yet), and leave what it could not build to the asynchronous reconcile.
+	bctx, cancel := context.WithTimeout(ctx, resyncBuildDeadline)
+	defer cancel()
+	set, failed := c.build(bctx, node)
 	c.sentMu.Lock()
 	c.sent[node] = versions(set)
 	c.sentMu.Unlock()
+	if len(failed) > 0 {
+		for k := range failed {
+			set[k] = hub.Object{Keep: true} // neither deleted nor re-sent: the edge keeps it
+		}
+		c.log.Info("resync leaves objects it could not build yet to a later sync", "node", node, "count", len(failed))
+		c.queue.AddRateLimited(node)
+	}
 	return set, nil
 }
 
@@ -309,11 +335,9 @@ func (c *Controller) reconcile(ctx context.Context, node string) error {
 		}
 	}
 	c.sentMu.Lock()
-	if len(next) == 0 && !c.graph.IsEdgeNode(node) {
-		delete(c.sent, node) // the node is gone; a new registration starts from a resync
-	} else {
-		c.sent[node] = next
-	}
+	// Kept even when empty (a Node deleted or unlabelled): if it comes back while its edge is
+	// still connected, there is no resync to send it its set, so the reconcile must.
+	c.sent[node] = next
 	c.sentMu.Unlock()
 	for k, err := range failed {
 		errs = append(errs, fmt.Errorf("%s: %w", k, err))
@@ -450,7 +474,9 @@ func (c *Controller) Object(node string, key wire.Key) (json.RawMessage, bool) {
 	if !c.Synced() || !c.graph.Allows(node, key) {
 		return nil, false
 	}
-	o, ok, err := c.object(context.Background(), key)
+	ctx, cancel := context.WithTimeout(context.Background(), queryDeadline)
+	defer cancel()
+	o, ok, err := c.object(ctx, key)
 	if err != nil || !ok {
 		return nil, false
 	}
@@ -518,6 +544,9 @@ func (c *Controller) podChanged(obj any) {
 		c.forgetTokens(p.Namespace, p.Name)
 		c.enqueueIfEdge(before)
 	}
+	if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		c.forgetTokens(p.Namespace, p.Name) // it starts no container again: stop refreshing
+	}
 	c.enqueueIfEdge(p.Spec.NodeName)
 }
 
@@ -577,5 +606,10 @@ var (
 	_ hub.NodeLocker    = (*Controller)(nil)
 )
 
-// syncDeadline bounds how long a reconcile may wait on the token source.
-const syncDeadline = 30 * time.Second
+// syncDeadline bounds how long a reconcile may wait on the token source;
+// resyncBuildDeadline bounds it for a resync, which holds up the node's upstream messages.
+const (
+	syncDeadline        = 30 * time.Second
+	resyncBuildDeadline = 5 * time.Second
+	queryDeadline       = 5 * time.Second
+)

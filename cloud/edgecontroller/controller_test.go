@@ -336,3 +336,44 @@ func TestObjectAnswersOnlyInsideTheSet(t *testing.T) {
 		t.Error("edge-1 cannot read its own Node")
 	}
 }
+
+func TestResyncKeepsTokensItCannotIssue(t *testing.T) {
+	f := start(t, edgeNode("edge-1"), boundPod("web-1", "edge-1", "", ""))
+	f.tokens.mu.Lock()
+	f.tokens.fail = true
+	f.tokens.mu.Unlock()
+	unlock := f.c.LockNode("edge-1")
+	set, err := f.c.Desired(context.Background(), "edge-1")
+	unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := set[graph.TokenKey("ns", "web-1")]; !ok || !o.Keep {
+		t.Fatalf("a token that could not be issued is %+v (present %v), want Keep so the resync does not delete it", o, ok)
+	}
+	f.tokens.mu.Lock()
+	f.tokens.fail = false
+	f.tokens.mu.Unlock()
+	// The retry queues it once it can be issued.
+	f.waitOps(t, "edge-1 insert ns/serviceaccounttoken/web-1")
+}
+
+func TestNodeThatReturnsWhileConnectedGetsItsSetAgain(t *testing.T) {
+	ctx := context.Background()
+	f := start(t, edgeNode("edge-1"), boundPod("web-1", "edge-1", "", ""))
+	desiredKeys(t, f.c, "edge-1") // connected and resynced
+	n := edgeNode("edge-1")
+	n.Labels = nil
+	n.ResourceVersion = "2"
+	if _, err := f.client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitOps(t, "edge-1 delete null/node/edge-1", "edge-1 delete ns/pod/web-1", "edge-1 delete ns/serviceaccounttoken/web-1")
+	// The label comes back; the edge never disconnected, so no resync will run.
+	n = edgeNode("edge-1")
+	n.ResourceVersion = "3"
+	if _, err := f.client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitOps(t, "edge-1 insert null/node/edge-1", "edge-1 insert ns/pod/web-1", "edge-1 insert ns/serviceaccounttoken/web-1")
+}

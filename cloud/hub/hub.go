@@ -77,6 +77,10 @@ var ErrTransient = errors.New("hub: transient failure, the edge should retry")
 
 // Object is one object of a node's desired set.
 type Object struct {
+	// Keep says the source could not build the object now (it will queue it later itself):
+	// the resync leaves whatever the edge holds under this key, sending neither an upsert
+	// nor a delete. Version and Message are unused then.
+	Keep    bool
 	Version queue.Version
 	// Message builds the message that gives the edge this object's current version. It is
 	// called once per send decision and must return a message with a fresh id each time.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"runtime"
 	"slices"
@@ -121,6 +122,8 @@ type fixture struct {
 	quicAddr string
 	cancel   context.CancelFunc
 	runErr   chan error
+	// manualInventory: the test sends the edge's inventory itself.
+	manualInventory bool
 }
 
 func newFixture(t *testing.T, cfg Config) *fixture {
@@ -181,6 +184,9 @@ type edge struct {
 	readErr chan error
 	mu      sync.Mutex
 	autoAck bool
+	// invID is the empty inventory the test edge sends on connect, as edgecore does; its
+	// answer is not passed on to the test.
+	invID string
 }
 
 func (f *fixture) dial(node, protocol string, autoAck bool) *edge {
@@ -214,6 +220,12 @@ func (f *fixture) tryDial(node, protocol string, autoAck bool) (*edge, error) {
 		return nil, err
 	}
 	e := &edge{t: t, conn: c, msgs: make(chan *wire.Message, 1024), readErr: make(chan error, 1), autoAck: autoAck}
+	if !f.manualInventory {
+		inv, err := wire.NewInventoryMessage(wire.Inventory{})
+		must(t, err)
+		e.invID = inv.Header.ID
+		must(t, c.Write(ctx, inv))
+	}
 	go e.readLoop()
 	t.Cleanup(func() { _ = c.Close("test over"); <-e.readErr })
 	return e, nil
@@ -227,6 +239,9 @@ func (e *edge) readLoop() {
 			e.readErr <- err
 			close(e.readErr)
 			return
+		}
+		if e.invID != "" && m.Header.ParentID == e.invID {
+			continue
 		}
 		e.msgs <- m // before the ack, so a drained queue means the test has seen the message
 		e.mu.Lock()
@@ -303,6 +318,7 @@ func TestResyncSendsExactlyTheDifference(t *testing.T) {
 		podKey("reborn"):  v("u-reborn-2", "5"),
 	}
 	f := newFixture(t, Config{Desired: want})
+	f.manualInventory = true
 	e := f.dial("edge-1", transport.ProtocolWebSocket, true)
 	waitFor(t, "connect event", func() bool { return f.obs.has("connected edge-1 websocket") })
 
@@ -561,5 +577,69 @@ func TestCancelStopsEverything(t *testing.T) {
 			t.Fatalf("goroutine leak: %d running, %d before\n%s", runtime.NumGoroutine(), base, buf)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// keepDesired is a desired set where some keys could not be built (Object.Keep).
+type keepDesired struct {
+	set  desired
+	keep []wire.Key
+}
+
+func (d keepDesired) Desired(ctx context.Context, node string) (map[wire.Key]Object, error) {
+	out, _ := d.set.Desired(ctx, node)
+	for _, k := range d.keep {
+		out[k] = Object{Keep: true}
+	}
+	return out, nil
+}
+
+func TestResyncSettlesQueuedWorkAndKeepsWhatCannotBeBuilt(t *testing.T) {
+	v := func(uid, rv string) queue.Version { return queue.Version{UID: uid, ResourceVersion: rv} }
+	tok := wire.Key{Namespace: "default", Type: wire.TypeServiceAccountToken, Name: "web"}
+	f := newFixture(t, Config{Desired: keepDesired{
+		set:  desired{podKey("queued-old"): v("u-q", "2")},
+		keep: []wire.Key{tok},
+	}})
+	// Queued while the node was away, against a set that has changed since.
+	upsert(t, f.hub, "edge-1", podKey("stale"), v("u-s", "1"))
+	upsert(t, f.hub, "edge-1", podKey("queued-old"), v("u-q", "1"))
+
+	f.manualInventory = true
+	e := f.dial("edge-1", transport.ProtocolWebSocket, true)
+	waitFor(t, "connect event", func() bool { return f.obs.has("connected edge-1 websocket") })
+	inv, err := wire.NewInventoryMessage(wire.Inventory{Items: []wire.InventoryItem{
+		{Key: "default/pod/queued-old", UID: "u-q", ResourceVersion: "2"},
+		{Key: "default/serviceaccounttoken/web", UID: "u-w", ResourceVersion: "t1"},
+	}})
+	must(t, err)
+	e.send(inv)
+	last := map[string]string{} // resource -> the last operation the edge saw for it
+	note := func(m *wire.Message) {
+		if m.Route.Operation != wire.OpResponse {
+			last[m.Route.Resource] = string(m.Route.Operation) + "@" + m.Header.ResourceVersion
+		}
+	}
+	for {
+		m := e.next()
+		if m.Route.Operation == wire.OpResponse && m.Header.ParentID == inv.Header.ID {
+			break
+		}
+		note(m)
+	}
+	waitFor(t, "queue drained", func() bool {
+		s, _ := f.hub.QueueStats("edge-1")
+		return s.Queued == 0 && s.InFlight == 0
+	})
+	for len(e.msgs) > 0 {
+		note(<-e.msgs)
+	}
+	// Nothing queued went out before the inventory was read; the resync settled the queue:
+	// the stale upsert became a delete (of an object the edge does not hold: harmless), the
+	// old version gave way to the desired one, and the kept token was neither deleted nor
+	// re-sent.
+	want := map[string]string{"default/pod/stale": "delete@", "default/pod/queued-old": "update@2"}
+	if !maps.Equal(last, want) {
+		t.Fatalf("the edge ends with %v, want %v", last, want)
 	}
 }

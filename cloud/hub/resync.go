@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/skerry-io/skerry/cloud/hub/queue"
 	"github.com/skerry-io/skerry/pkg/wire"
@@ -53,15 +54,45 @@ func (s *session) resync(m *wire.Message) error {
 	if err != nil {
 		return fmt.Errorf("desired set: %w", err)
 	}
-	want := make(map[wire.Key]queue.Version, len(desired))
-	for k, o := range desired {
-		want[k] = o.Version
-	}
 	have := make(map[wire.Key]queue.Version, len(inv))
 	for k, it := range inv {
 		have[k] = queue.Version{UID: it.UID, ResourceVersion: it.ResourceVersion}
 	}
+	want := make(map[wire.Key]queue.Version, len(desired))
+	for k, o := range desired {
+		switch {
+		case !o.Keep:
+			want[k] = o.Version
+		case hasKey(have, k):
+			want[k] = have[k] // kept: what the edge has is what it keeps
+		}
+	}
 	upserts, deletes := queue.Diff(want, have)
+	// Work queued before this resync (while the node was away) was computed against an older
+	// set. Settle every such key the diff does not touch: upsert its desired version, or
+	// delete it if it is no longer desired, so no stale queued operation reaches the edge.
+	covered := make(map[wire.Key]bool, len(upserts)+len(deletes))
+	for _, k := range upserts {
+		covered[k] = true
+	}
+	for _, k := range deletes {
+		covered[k] = true
+	}
+	for _, k := range s.st.q.Keys() {
+		if covered[k] {
+			continue
+		}
+		switch o, ok := desired[k]; {
+		case ok && o.Keep:
+			// Left as queued: the source queues its newest version when it can.
+		case ok:
+			upserts = append(upserts, k)
+		default:
+			deletes = append(deletes, k)
+		}
+	}
+	slices.SortFunc(upserts, wire.Key.Compare)
+	slices.SortFunc(deletes, wire.Key.Compare)
 	// Deletes first: for a uid change the queue must see delete then upsert.
 	for _, k := range deletes {
 		msg, err := NewDeleteMessage(k, inv[k].UID)
@@ -75,6 +106,9 @@ func (s *session) resync(m *wire.Message) error {
 	full := 0
 	for _, k := range upserts {
 		o := desired[k]
+		if o.Keep {
+			continue
+		}
 		if o.Message == nil {
 			return fmt.Errorf("upsert %s: desired object has no message builder", k)
 		}
@@ -99,4 +133,9 @@ func (s *session) resync(m *wire.Message) error {
 		return fmt.Errorf("resync incomplete: %d upserts did not fit the queue: %w", full, queue.ErrFull)
 	}
 	return nil
+}
+
+func hasKey(m map[wire.Key]queue.Version, k wire.Key) bool {
+	_, ok := m[k]
+	return ok
 }

@@ -41,7 +41,17 @@ type session struct {
 	inflight map[string]struct{} // ids sent on this session and not answered yet
 
 	upstream chan *wire.Message
+
+	// inventoried is closed once the edge's first inventory has been handled: the send loop
+	// waits for it, so nothing queued while the node was away reaches the edge before the
+	// resync has compared the queue with what the edge holds.
+	inventoried     chan struct{}
+	inventoriedOnce sync.Once
 }
+
+// InventoryWait is how long a session holds downstream messages back waiting for the edge's
+// inventory. Our edges send it first; an edge that never does still gets its messages.
+const InventoryWait = 10 * time.Second
 
 func newSession(ctx context.Context, h *Hub, c transport.Conn, log *slog.Logger) *session {
 	s := &session{
@@ -52,6 +62,8 @@ func newSession(ctx context.Context, h *Hub, c transport.Conn, log *slog.Logger)
 		done:     make(chan struct{}),
 		inflight: make(map[string]struct{}),
 		upstream: make(chan *wire.Message, h.cfg.UpstreamBuffer),
+
+		inventoried: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancelCause(ctx)
 	s.io = context.WithoutCancel(s.ctx)
@@ -193,6 +205,9 @@ func (s *session) upstreamLoop() {
 		)
 		if wire.IsInventory(m) {
 			err = s.resync(m)
+			// Also after a failed resync: the edge sends its inventory again, and holding the
+			// queue back meanwhile could keep it full for ever.
+			s.inventoriedOnce.Do(func() { close(s.inventoried) })
 		} else {
 			content, err = s.hub.cfg.Upstream.Handle(s.ctx, s.node, m)
 		}
@@ -218,6 +233,14 @@ func (s *session) upstreamLoop() {
 }
 
 func (s *session) sendLoop() {
+	wait := time.NewTimer(InventoryWait)
+	select {
+	case <-s.inventoried:
+	case <-wait.C:
+		s.log.Warn("no inventory from the edge, sending queued messages without a resync", "waited", InventoryWait)
+	case <-s.ctx.Done():
+	}
+	wait.Stop()
 	for {
 		// Wait for a token before taking a message, so the ack timeout does not run while
 		// the message only waits for the rate limit.

@@ -497,6 +497,18 @@ func (q *NodeQueue) Nack(msgID string) bool {
 	return true
 }
 
+// Keys returns the keys with pending or in-flight work, in no particular order. A resync
+// uses it to settle work queued before the edge reported what it holds.
+func (q *NodeQueue) Keys() []wire.Key {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	keys := make([]wire.Key, 0, len(q.entries))
+	for k := range q.entries {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // Stats returns the counters.
 func (q *NodeQueue) Stats() Stats {
 	q.mu.Lock()
