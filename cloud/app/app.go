@@ -273,7 +273,7 @@ func (a *App) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 16) // more than the components, so no failure ever blocks
 	run := func(name string, f func() error) {
 		wg.Go(func() {
 			err := f()

@@ -217,6 +217,11 @@ func (s *session) upstreamLoop() {
 			reply = m.Reply(content)
 		case err != nil && s.ctx.Err() != nil:
 			return // the edge resends what it did not see acknowledged
+		case errors.Is(err, ErrTransient) && m.Header.Sync:
+			// A request someone waits for is not in the edge's outbox: nothing would resend
+			// it, so say it failed for now and let the caller retry.
+			s.log.Warn("upstream request failed for now", "operation", m.Route.Operation, "resource", m.Route.Resource, "err", err)
+			reply = m.Error(err.Error())
 		case errors.Is(err, ErrTransient):
 			s.log.Warn("upstream message failed, leaving it for the edge to resend",
 				"operation", m.Route.Operation, "resource", m.Route.Resource, "err", err)

@@ -86,7 +86,14 @@ func Run(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) error {
 		}
 	}()
 
-	// Everything started from here stops before the store closes (defers run in reverse).
+	runtime, err := cri.New(cfg.Runtime.Endpoint)
+	if err != nil {
+		return fmt.Errorf("runtime.endpoint: %w", err)
+	}
+	defer runtime.Close()
+
+	// Everything started from here stops before the runtime client and the store close
+	// (defers run in reverse).
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -115,11 +122,6 @@ func Run(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) error {
 		}
 		start("metaserver", ms.Run)
 	}
-	runtime, err := cri.New(cfg.Runtime.Endpoint)
-	if err != nil {
-		return fmt.Errorf("runtime.endpoint: %w", err)
-	}
-	defer runtime.Close()
 	reporter, err := nodestatus.New(cfg.NodeStatus(), nodestatus.Deps{
 		Outbox: db.Outbox(),
 		Notify: func() {

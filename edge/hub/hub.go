@@ -50,6 +50,9 @@ const (
 // ErrInventoryRejected ends a session whose inventory the cloud answered with an error.
 var ErrInventoryRejected = errors.New("edgehub: cloud rejected the inventory")
 
+// requestWriteTimeout bounds the write of one request.
+const requestWriteTimeout = 10 * time.Second
+
 // ErrOffline: a [Hub.Request] found no connection to the cloud, or lost it before the answer.
 var ErrOffline = errors.New("edgehub: not connected to the cloud")
 
@@ -308,7 +311,11 @@ func (h *Hub) Request(ctx context.Context, m *wire.Message) (*wire.Message, erro
 	}()
 
 	m.Header.Sync = true
-	if err := live.conn.Write(ctx, m); err != nil {
+	// A write cancelled half-way closes the connection (the transport's contract), so a
+	// caller that gives up must not cut the node off: the write gets its own deadline.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestWriteTimeout)
+	defer cancel()
+	if err := live.conn.Write(wctx, m); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}

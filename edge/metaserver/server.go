@@ -99,6 +99,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "metaserver"), cat: newCatalog(), stopping: make(chan struct{})}
 	s.handler = s.logRequests(s.recoverer(http.HandlerFunc(s.route)))
+	if !cfg.AllowRemote {
+		s.handler = loopbackHostOnly(s.handler)
+	}
 	return s, nil
 }
 
@@ -268,5 +271,24 @@ func (s *Server) logRequests(h http.Handler) http.Handler {
 		h.ServeHTTP(rec, r)
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
 			"code", rec.code, "duration", time.Since(start))
+	})
+}
+
+// loopbackHostOnly refuses requests whose Host header is not a loopback address or
+// "localhost": a web page the node's browser loads could otherwise reach this unauthenticated
+// API through DNS rebinding (a name of the attacker's that resolves to 127.0.0.1) and read
+// the node's Secrets.
+func loopbackHostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && !strings.EqualFold(host, "localhost") {
+			http.Error(w, "metaserver: only loopback hosts are served (metaServer.allowRemote is off)", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }

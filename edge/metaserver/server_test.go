@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -499,4 +500,26 @@ type blockingForwarder struct{}
 func (blockingForwarder) Request(ctx context.Context, _ *wire.Message) (*wire.Message, error) {
 	<-ctx.Done()
 	return nil, fmt.Errorf("waiting for the cloud: %w", errors.Join(ctx.Err()))
+}
+
+func TestOnlyLoopbackHostsAreServed(t *testing.T) {
+	srv, err := New(Config{Store: newFakeStore()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]int{
+		"127.0.0.1:10550":        http.StatusOK,
+		"localhost:10550":        http.StatusOK,
+		"[::1]:10550":            http.StatusOK,
+		"attacker.example:10550": http.StatusForbidden, // DNS rebinding to 127.0.0.1
+		"10.0.0.5:10550":         http.StatusForbidden,
+	} {
+		req := httptest.NewRequest(http.MethodGet, "/healthz", nil)
+		req.Host = host
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("Host %s: %d, want %d", host, rec.Code, want)
+		}
+	}
 }

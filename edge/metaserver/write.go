@@ -257,6 +257,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, plan writeOp, c
 		writeStatus(w, apierrors.NewInternalError(errors.New("the cloud answered with something that is not an object")))
 		return
 	}
+	out = withoutCloudResourceVersion(out)
 	log.Debug("write forwarded")
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -269,6 +270,8 @@ func cloudError(plan writeOp, reason string) error {
 	msg := fmt.Sprintf("the cloud refused %s %s: %s", plan.op, plan.key, reason)
 	l := strings.ToLower(reason)
 	switch {
+	case strings.Contains(l, "transient"):
+		return newStatusError(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, msg)
 	case strings.Contains(l, "not found"):
 		return newStatusError(http.StatusNotFound, metav1.StatusReasonNotFound, msg)
 	case strings.Contains(l, "conflict") || strings.Contains(l, "precondition"):
@@ -277,4 +280,34 @@ func cloudError(plan writeOp, reason string) error {
 		return newStatusError(http.StatusBadRequest, metav1.StatusReasonBadRequest, msg)
 	}
 	return newStatusError(http.StatusForbidden, metav1.StatusReasonForbidden, msg)
+}
+
+// withoutCloudResourceVersion moves an answered object's resourceVersion (the cloud's) into
+// [CloudResourceVersionAnnotation]: this API's resource versions are the edge store's, and a
+// client that watched or wrote with the cloud's value would get wrong answers.
+func withoutCloudResourceVersion(obj []byte) []byte {
+	var m map[string]any
+	if err := json.Unmarshal(obj, &m); err != nil {
+		return obj
+	}
+	meta, ok := m["metadata"].(map[string]any)
+	if !ok {
+		return obj
+	}
+	rv, ok := meta["resourceVersion"].(string)
+	if !ok || rv == "" {
+		return obj
+	}
+	ann, _ := meta["annotations"].(map[string]any)
+	if ann == nil {
+		ann = map[string]any{}
+	}
+	ann[CloudResourceVersionAnnotation] = rv
+	meta["annotations"] = ann
+	delete(meta, "resourceVersion")
+	out, err := json.Marshal(m)
+	if err != nil {
+		return obj
+	}
+	return out
 }

@@ -30,6 +30,20 @@ func (h *Handler) event(ctx context.Context, node string, key wire.Key, content 
 		return err
 	})
 	if apierrors.IsAlreadyExists(err) {
+		// Only a repeat of the same event may update it: the authorizer checked the
+		// involvedObject of what the edge sent, not of the event already stored.
+		var stored *corev1.Event
+		if err = h.call(ctx, "get event", func(ctx context.Context) error {
+			var gerr error
+			stored, gerr = events.Get(ctx, key.Name, metav1.GetOptions{})
+			return gerr
+		}); err != nil {
+			return fmt.Errorf("record event %s/%s: %w", key.Namespace, key.Name, err)
+		}
+		if !sameObject(stored.InvolvedObject, in.InvolvedObject) {
+			return fmt.Errorf("%w: event %s/%s exists and is about another object (%s %s)", ErrRefused,
+				key.Namespace, key.Name, clip(stored.InvolvedObject.Kind), clip(stored.InvolvedObject.Name))
+		}
 		last := in.LastTimestamp
 		if last.IsZero() {
 			last = metav1.NewTime(h.clock.Now())
@@ -51,4 +65,9 @@ func (h *Handler) event(ctx context.Context, node string, key wire.Key, content 
 	h.log.Debug("event recorded", "node", node, "namespace", key.Namespace, "event", key.Name,
 		"reason", clip(in.Reason), "object", clip(in.InvolvedObject.Kind+"/"+in.InvolvedObject.Name))
 	return nil
+}
+
+// sameObject compares the identity fields of two involvedObject references.
+func sameObject(a, b corev1.ObjectReference) bool {
+	return a.Kind == b.Kind && a.Namespace == b.Namespace && a.Name == b.Name && a.UID == b.UID
 }

@@ -73,6 +73,20 @@ func (h *Handler) podPatch(ctx context.Context, node string, key wire.Key, conte
 		if err := h.checkPodUID(key, types.UID(uid)); err != nil {
 			return nil, err
 		}
+	} else {
+		// No uid from the edge: pin the patch to the pod the authorizer saw bound to this
+		// node, so a pod re-created under the same name elsewhere cannot be patched.
+		p, ok := h.cfg.Objects.Pod(key.Namespace, key.Name)
+		if !ok {
+			return nil, fmt.Errorf("%w: pod %s/%s", ErrNotFound, key.Namespace, key.Name)
+		}
+		if p.Spec.NodeName != node {
+			return nil, fmt.Errorf("%w: pod %s/%s is bound to %q", ErrRefused, key.Namespace, key.Name, p.Spec.NodeName)
+		}
+		patch["metadata"] = map[string]any{"uid": string(p.UID)}
+		if content, err = json.Marshal(patch); err != nil {
+			return nil, fmt.Errorf("%w: pod patch: %w", ErrMalformed, err)
+		}
 	}
 	out, err := h.patchPodStatus(ctx, key, content)
 	if err != nil {

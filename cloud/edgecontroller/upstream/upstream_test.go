@@ -288,6 +288,25 @@ func nodeEvent(count int32, msgText string) string {
 
 func jsonInt(i int32) string { b, _ := json.Marshal(i); return string(b) }
 
+func TestEventOfAnotherObjectIsNotOverwritten(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	// An event of that name exists about something else (here, another node).
+	other := &corev1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "edge-1.abc"},
+		InvolvedObject: corev1.ObjectReference{Kind: "Node", Name: "edge-2"}, Message: "theirs", Count: 1}
+	if _, err := e.client.CoreV1().Events("default").Create(ctx, other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.h.Handle(ctx, "edge-1", msg(wire.OpInsert, "default/event/edge-1.abc", nodeEvent(5, "mine")))
+	if !errors.Is(err, ErrRefused) {
+		t.Fatalf("overwriting another object's event: %v, want ErrRefused", err)
+	}
+	ev, _ := e.client.CoreV1().Events("default").Get(ctx, "edge-1.abc", metav1.GetOptions{})
+	if ev.Message != "theirs" || ev.Count != 1 {
+		t.Errorf("the other event changed: %+v", ev)
+	}
+}
+
 func TestEvent(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -304,7 +323,7 @@ func TestEvent(t *testing.T) {
 	if _, err := e.h.Handle(ctx, "edge-1", msg(wire.OpInsert, "default/event/edge-1.abc", nodeEvent(3, "again"))); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := verbs(e.client), []string{"create events", "get events", "create events", "patch events"}; !slices.Equal(got, want) {
+	if got, want := verbs(e.client), []string{"create events", "get events", "create events", "get events", "patch events"}; !slices.Equal(got, want) {
 		t.Errorf("actions = %v, want %v", got, want)
 	}
 	ev, _ = e.client.CoreV1().Events("default").Get(ctx, "edge-1.abc", metav1.GetOptions{})
