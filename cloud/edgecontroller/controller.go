@@ -301,9 +301,19 @@ func (c *Controller) reconcile(ctx context.Context, node string) error {
 		if old, ok := sent[k]; ok && old == o.Version {
 			continue
 		}
+		old, had := sent[k]
 		msg, err := o.Message()
+		if err == nil && had && old.UID != o.Version.UID {
+			// Another object under the same name: the old one is deleted first, as a resync
+			// would, so the edge never sees one object turn into another.
+			var del *wire.Message
+			if del, err = hub.NewDeleteMessage(k, old.UID); err == nil {
+				err = c.cfg.Hub.Delete(node, k, old.UID, del)
+			}
+			had = false
+		}
 		if err == nil {
-			if _, ok := sent[k]; !ok {
+			if !had {
 				msg.Route.Operation = wire.OpInsert
 			}
 			err = c.cfg.Hub.Upsert(node, k, o.Version, msg)

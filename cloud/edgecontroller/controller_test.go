@@ -377,3 +377,24 @@ func TestNodeThatReturnsWhileConnectedGetsItsSetAgain(t *testing.T) {
 	}
 	f.waitOps(t, "edge-1 insert null/node/edge-1", "edge-1 insert ns/pod/web-1", "edge-1 insert ns/serviceaccounttoken/web-1")
 }
+
+func TestRecreatedObjectIsDeletedThenInserted(t *testing.T) {
+	f := start(t, edgeNode("edge-1"), boundPod("web-1", "edge-1", "", ""))
+	desiredKeys(t, f.c, "edge-1")
+	// What was last queued was an earlier incarnation of the pod (delete and create fell
+	// between two reconciles).
+	podK := wire.Key{Namespace: "ns", Type: wire.TypePod, Name: "web-1"}
+	f.c.sentMu.Lock()
+	f.c.sent["edge-1"][podK] = queue.Version{UID: "uid-earlier", ResourceVersion: "0"}
+	f.c.sentMu.Unlock()
+	if err := f.c.reconcile(context.Background(), "edge-1"); err != nil {
+		t.Fatal(err)
+	}
+	f.sink.mu.Lock()
+	got := slices.Clone(f.sink.ops)
+	f.sink.ops = nil
+	f.sink.mu.Unlock()
+	if want := []string{"edge-1 delete ns/pod/web-1", "edge-1 insert ns/pod/web-1"}; !slices.Equal(got, want) {
+		t.Errorf("queued %v, want %v in that order", got, want)
+	}
+}
