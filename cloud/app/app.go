@@ -170,6 +170,7 @@ func New(ctx context.Context, cfg *config.CloudCore, client kubernetes.Interface
 	})
 	a.ctrl, err = edgecontroller.New(edgecontroller.Config{
 		Client: client, Hub: sink, Tokens: a.podTokens, Logger: log,
+		NodeGone: func(node string) { a.upstream.ForgetNode(node) },
 	})
 	if err != nil {
 		return nil, err

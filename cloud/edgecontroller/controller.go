@@ -58,6 +58,9 @@ type Config struct {
 	Tokens TokenSource
 	// Workers reconcile nodes in parallel (default 4).
 	Workers int
+	// NodeGone is called when an edge Node is deleted or loses the edge label, so per-node
+	// state elsewhere (cached Leases) can be dropped (optional).
+	NodeGone func(node string)
 	Logger  *slog.Logger
 }
 
@@ -541,6 +544,9 @@ func (c *Controller) nodeDeleted(obj any) {
 	}
 	c.graph.DeleteNode(n.Name)
 	c.enqueue(n.Name)
+	if c.cfg.NodeGone != nil {
+		c.cfg.NodeGone(n.Name)
+	}
 }
 
 func (c *Controller) podChanged(obj any) {
