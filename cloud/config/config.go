@@ -111,8 +111,11 @@ type Admin struct {
 // Default returns the configuration used where the file says nothing.
 func Default() *CloudCore {
 	return &CloudCore{
-		TypeMeta:  Meta,
-		KubeAPI:   KubeAPI{QPS: 100, Burst: 200},
+		TypeMeta: Meta,
+		// cloudcore writes for every node it serves (a Lease every 10 s, status, tokens):
+		// 1,000 nodes (the default hub.nodeLimit) need well over 200 requests/s
+		// (docs/performance.md, "Pod sync").
+		KubeAPI:   KubeAPI{QPS: 500, Burst: 1000},
 		Namespace: "kubeedge",
 		Hub: Hub{
 			WebSocket:        Listener{Enable: true, Address: "0.0.0.0:10000"},
