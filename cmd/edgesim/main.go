@@ -2,6 +2,10 @@
 // tests: every node has its own name, client certificate and connection, reports an empty
 // inventory, sends keepalives and acknowledges every downstream message. It prints a report
 // when --duration has passed or on SIGINT/SIGTERM.
+//
+// --store-dir gives every node a real edge store (<dir>/<node>/edge.db) that commits each
+// message before the ack, as edgecore does; --register makes the nodes register their Node
+// (and renew a Lease every --lease-every) so that a real cloudcore syncs pods to them.
 package main
 
 import (
@@ -48,6 +52,10 @@ func run() error {
 	flag.DurationVar(&cfg.Keepalive, "keepalive", sim.DefaultKeepalive, "keepalive interval")
 	flag.DurationVar(&cfg.RetryMin, "retry-min", sim.DefaultRetryMin, "first reconnect delay (doubles per failure, jittered)")
 	flag.DurationVar(&cfg.RetryMax, "retry-max", sim.DefaultRetryMax, "longest reconnect delay")
+	flag.StringVar(&cfg.StoreDir, "store-dir", "", "give every node a real edge store in <dir>/<node> and ack after its commit (default: no store)")
+	flag.BoolVar(&cfg.Register, "register", false, "register every node's Node on connect")
+	flag.DurationVar(&cfg.LeaseInterval, "lease-every", 0, "with --register: renew the node Lease this often (0: never; the kubelet uses 10s)")
+	flag.BoolVar(&cfg.CountBytes, "count-bytes", false, "count downstream bytes per resource type (re-encodes every message)")
 	flag.Parse()
 	if *caCert == "" || *caKey == "" {
 		return fmt.Errorf("--ca-cert and --ca-key are required")
@@ -73,6 +81,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err := s.Close(); err != nil {
+			cfg.Log.Warn("closing stores", "err", err)
+		}
+	}()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

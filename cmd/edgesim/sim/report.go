@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -26,7 +27,11 @@ type Report struct {
 	AckLatencyP99  time.Duration    `json:"ack_latency_p99"`
 	AckSamples     int              `json:"ack_samples"`
 	Reconnects     uint64           `json:"reconnects"`
-	Errors         map[string]int64 `json:"errors"` // by kind: dial, read, write, inventory, ...
+	Errors         map[string]int64 `json:"errors"`                 // by kind: dial, read, write, inventory, ...
+	Registered     int              `json:"registered,omitempty"`   // nodes whose registration the hub accepted (Config.Register)
+	ApplyErrors    uint64           `json:"apply_errors,omitempty"` // downstream messages the store refused (Config.StoreDir)
+	// Traffic is per resource type (Config.CountBytes).
+	Traffic map[string]Traffic `json:"traffic,omitempty"`
 }
 
 // Percentile returns the p-th percentile (0 < p ≤ 100) of sorted by the nearest-rank method,
@@ -58,6 +63,13 @@ func (r Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "messages:         received %d, acked %d in %s (%.0f acked/s)\n", r.Received, r.Acked, r.Elapsed.Round(time.Millisecond), r.AckedPerSecond)
 	fmt.Fprintf(w, "ack latency:      p50 %s, p99 %s (%d samples; header.timestamp has ms resolution)\n", ms(r.AckLatencyP50), ms(r.AckLatencyP99), r.AckSamples)
 	fmt.Fprintf(w, "reconnects:       %d\n", r.Reconnects)
+	if r.Registered > 0 || r.ApplyErrors > 0 {
+		fmt.Fprintf(w, "registered:       %d nodes; apply errors %d\n", r.Registered, r.ApplyErrors)
+	}
+	types := slices.Sorted(maps.Keys(r.Traffic))
+	for _, t := range types {
+		fmt.Fprintf(w, "traffic %-14s %d messages, %d bytes\n", t+":", r.Traffic[t].Messages, r.Traffic[t].Bytes)
+	}
 	kinds := make([]string, 0, len(r.Errors))
 	for k := range r.Errors {
 		kinds = append(kinds, k)

@@ -1,8 +1,15 @@
 // Package sim runs many hollow edge nodes in one process for scale tests of the cloud hub.
 // Each node has its own name, client certificate and connection; it reports an empty
 // inventory on every connect, sends keepalives, and acknowledges every downstream message the
-// way edgecore does after a commit (operation response, content "OK", parent_msg_id). Nothing
-// is stored: the point is the cloud's load, not the edge's.
+// way edgecore does after a commit (operation response, content "OK", parent_msg_id). By
+// default nothing is stored: the point is the cloud's load, not the edge's.
+//
+// With [Config.StoreDir] every node keeps a real edge store (package edge/store) and behaves
+// like edgecore's EdgeHub on the downstream path: it reports the store's inventory on connect,
+// commits each message with ApplyMessage and acks only after the commit (an error reply if it
+// fails). With [Config.Register] each node also registers its Node on connect (and renews its
+// Lease with [Config.LeaseInterval]), so a real cloudcore puts it in its graph and syncs pods
+// to it. These make end-to-end pod sync benchmarks possible (bench/podsync).
 package sim
 
 import (
@@ -10,14 +17,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/skerry-io/skerry/edge/store"
 	"github.com/skerry-io/skerry/pkg/pki"
 	"github.com/skerry-io/skerry/pkg/transport"
 	"github.com/skerry-io/skerry/pkg/wire"
@@ -58,6 +68,30 @@ type Config struct {
 	MaxLatencySamples  int
 	Options            transport.Options
 	Log                *slog.Logger
+
+	// StoreDir, when set, gives node <name> a real edge store in <StoreDir>/<name> (opened
+	// by New, closed by Close): its inventory is reported on connect and every downstream
+	// message is committed with ApplyMessage before the ack, as edgecore does.
+	StoreDir string
+	// StoreOptions open each store; the Logger defaults to Log and ReadConns to 1 (the sim
+	// reads only the inventory), which keeps a node's memory small.
+	StoreOptions store.Options
+	// Register sends the node's registration (insert null/node/<name>: a minimal v1.Node,
+	// Ready, labelled node-role.kubernetes.io/edge plus NodeLabels) on every connect.
+	Register   bool
+	NodeLabels map[string]string
+	// LeaseInterval, when > 0 and Register is set, renews the node's Lease
+	// (update kube-node-lease/lease/<name>) this often, as the kubelet does every 10 s, so the
+	// node lifecycle controller keeps the node Ready.
+	LeaseInterval time.Duration
+	// OnCommit, when set, is called after each downstream object message was acked (with a
+	// store: after it committed) with the node, the message's key and the time of the
+	// commit. It runs on the node's reading goroutine, so it must be quick.
+	OnCommit func(node string, key wire.Key, at time.Time)
+	// CountBytes counts the encoded size of every downstream object message per resource
+	// type ([Sim.Traffic]). The transport does not expose frame sizes, so each message is
+	// re-encoded with wire.Encode: a few µs per message, off by default.
+	CountBytes bool
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -108,6 +142,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	if c.StoreOptions.Logger == nil {
+		c.StoreOptions.Logger = c.Log
+	}
+	if c.StoreOptions.ReadConns <= 0 {
+		c.StoreOptions.ReadConns = 1
+	}
 	return c, nil
 }
 
@@ -122,7 +162,9 @@ type Sim struct {
 	connectedNow  atomic.Int64
 	received      atomic.Uint64
 	acked         atomic.Uint64
+	applyErrors   atomic.Uint64
 	reconnects    atomic.Uint64
+	registered    atomic.Int64
 
 	mu        sync.Mutex
 	started   time.Time
@@ -130,11 +172,21 @@ type Sim struct {
 	connects  []time.Duration
 	latencies []time.Duration
 	errs      map[string]int64
+	traffic   map[wire.ResourceType]Traffic
 }
 
 type node struct {
 	name   string
 	dialer transport.Dialer
+	db     *store.DB // nil without Config.StoreDir
+	// registered is set by the first accepted registration; only the node's session writes it.
+	registered bool
+}
+
+// Traffic is what the nodes received of one resource type.
+type Traffic struct {
+	Messages uint64 `json:"messages"`
+	Bytes    uint64 `json:"bytes"` // encoded message sizes (the WebSocket frame payloads)
 }
 
 // New issues every node's certificate (ECDSA P-256, a few tens of µs each) and returns the
@@ -145,10 +197,11 @@ func New(cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	s := &Sim{
-		cfg:  cfg,
-		sem:  make(chan struct{}, cfg.Concurrency),
-		errs: make(map[string]int64),
-		lim:  rate.NewLimiter(rate.Inf, 1),
+		cfg:     cfg,
+		sem:     make(chan struct{}, cfg.Concurrency),
+		errs:    make(map[string]int64),
+		traffic: make(map[wire.ResourceType]Traffic),
+		lim:     rate.NewLimiter(rate.Inf, 1),
 	}
 	if cfg.ConnectRate > 0 {
 		s.lim = rate.NewLimiter(rate.Limit(cfg.ConnectRate), 1)
@@ -175,7 +228,89 @@ func New(cfg Config) (*Sim, error) {
 		}
 		s.nodes = append(s.nodes, &node{name: name, dialer: d})
 	}
+	if cfg.StoreDir != "" {
+		if err := s.openStores(); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// openStores opens every node's store, a few at a time: each Open runs a quick_check and the
+// migrations, which are mostly fsync waits.
+func (s *Sim) openStores() error {
+	const parallel = 8
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		next atomic.Int64
+	)
+	for range min(parallel, len(s.nodes)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(s.nodes) {
+					return
+				}
+				n := s.nodes[i]
+				db, err := store.Open(context.Background(), filepath.Join(s.cfg.StoreDir, n.name), s.cfg.StoreOptions)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("sim: store of %s: %w", n.name, err))
+					mu.Unlock()
+					continue
+				}
+				n.db = db
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Close closes the nodes' stores (with Config.StoreDir); call it after Run returned.
+func (s *Sim) Close() error {
+	var errs []error
+	for _, n := range s.nodes {
+		if n.db != nil {
+			errs = append(errs, n.db.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Store returns node i's store, nil without Config.StoreDir.
+func (s *Sim) Store(i int) *store.DB { return s.nodes[i].db }
+
+// Registered returns how many nodes had a registration accepted by the hub.
+func (s *Sim) Registered() int { return int(s.registered.Load()) }
+
+// Traffic returns the downstream object messages received per resource type so far (only
+// with Config.CountBytes).
+func (s *Sim) Traffic() map[wire.ResourceType]Traffic {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.traffic)
+}
+
+func (s *Sim) countTraffic(m *wire.Message) {
+	b, err := wire.Encode(m)
+	if err != nil {
+		s.countError("encode")
+		return
+	}
+	typ := wire.ResourceType("unknown")
+	if k, err := wire.ParseResource(m.Route.Resource); err == nil {
+		typ = k.Type
+	}
+	s.mu.Lock()
+	t := s.traffic[typ]
+	t.Messages++
+	t.Bytes += uint64(len(b))
+	s.traffic[typ] = t
+	s.mu.Unlock()
 }
 
 // NodeName returns the name of node i.
@@ -229,6 +364,14 @@ func (s *Sim) Report() Report {
 		Reconnects:   s.reconnects.Load(),
 		Errors:       errs,
 		AckSamples:   len(lat),
+		Registered:   s.Registered(),
+		ApplyErrors:  s.applyErrors.Load(),
+	}
+	if s.cfg.CountBytes {
+		r.Traffic = make(map[string]Traffic)
+		for k, v := range s.Traffic() {
+			r.Traffic[string(k)] = v
+		}
 	}
 	r.Failed = r.Nodes - r.Connected
 	r.ConnectP50, r.ConnectP99, r.ConnectMax = summarize(connects)
@@ -362,7 +505,15 @@ func (s *Sim) session(ctx context.Context, n *node, c transport.Conn) string {
 	defer stop()
 	defer c.Close("edgesim: session over") // releases a failed connection; no-op if closed
 
-	inv, err := wire.NewInventoryMessage(wire.Inventory{})
+	inventory := wire.Inventory{}
+	if n.db != nil {
+		var err error
+		if inventory, err = n.db.Inventory(sctx); err != nil {
+			_ = c.Close("edgesim: inventory")
+			return "inventory"
+		}
+	}
+	inv, err := wire.NewInventoryMessage(inventory)
 	if err != nil {
 		_ = c.Close("edgesim: inventory")
 		return "inventory"
@@ -371,23 +522,32 @@ func (s *Sim) session(ctx context.Context, n *node, c transport.Conn) string {
 		_ = c.Close("edgesim: write failed")
 		return "write"
 	}
+	var regID string
+	if s.cfg.Register {
+		reg, err := s.registration(n.name)
+		if err != nil {
+			_ = c.Close("edgesim: registration")
+			return "register"
+		}
+		regID = reg.Header.ID
+		if err := c.Write(io, reg); err != nil {
+			_ = c.Close("edgesim: write failed")
+			return "write"
+		}
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer cancel() // before wg.Wait: stops the keepalive loop
-	wg.Go(func() {
-		t := time.NewTicker(s.cfg.Keepalive)
-		defer t.Stop()
-		for {
-			select {
-			case <-sctx.Done():
-				return
-			case <-t.C:
+	defer cancel() // before wg.Wait: stops the keepalive and lease loops
+	s.every(sctx, &wg, s.cfg.Keepalive, func() error { return c.Write(io, wire.NewKeepalive()) })
+	if s.cfg.Register && s.cfg.LeaseInterval > 0 {
+		s.every(sctx, &wg, s.cfg.LeaseInterval, func() error {
+			m, err := leaseMessage(n.name, s.cfg.LeaseInterval, time.Now())
+			if err != nil {
+				return err
 			}
-			if err := c.Write(io, wire.NewKeepalive()); err != nil {
-				return // the reader sees the connection fail too
-			}
-		}
-	})
+			return c.Write(io, m)
+		})
+	}
 	for {
 		m, err := c.Read(io)
 		if err != nil {
@@ -397,20 +557,70 @@ func (s *Sim) session(ctx context.Context, n *node, c transport.Conn) string {
 			return "read"
 		}
 		if m.Route.Operation == wire.OpResponse || m.Route.Operation == wire.OpError {
-			if m.Route.Operation == wire.OpError && m.Header.ParentID == inv.Header.ID {
+			switch {
+			case m.Header.ParentID == inv.Header.ID && m.Route.Operation == wire.OpError:
 				s.countError("inventory-refused")
+			case regID != "" && m.Header.ParentID == regID && m.Route.Operation == wire.OpError:
+				s.countError("register-refused")
+				s.cfg.Log.Warn("registration refused", "node", n.name, "reason", string(m.Content))
+			case regID != "" && m.Header.ParentID == regID && !n.registered:
+				n.registered = true
+				s.registered.Add(1)
 			}
-			continue // an answer to our inventory; the hub does not answer keepalives
+			continue // an answer to our inventory, registration or lease; the hub does not answer keepalives
 		}
 		if m.IsKeepalive() {
 			continue
 		}
 		s.received.Add(1)
-		if err := c.Write(io, m.Ack()); err != nil {
+		if s.cfg.CountBytes {
+			s.countTraffic(m)
+		}
+		reply := m.Ack()
+		if n.db != nil {
+			if err := n.db.ApplyMessage(sctx, m); err != nil {
+				if sctx.Err() != nil {
+					return "stopping" // not a verdict on the message: the hub resends it
+				}
+				s.applyErrors.Add(1)
+				s.countError("apply")
+				s.cfg.Log.Warn("could not apply downstream message", "node", n.name, "resource", m.Route.Resource, "err", err)
+				reply = m.Error(err.Error())
+			}
+		}
+		committed := time.Now()
+		if err := c.Write(io, reply); err != nil {
 			_ = c.Close("edgesim: write failed")
 			return "write"
 		}
+		if reply.Route.Operation == wire.OpError {
+			continue
+		}
 		s.acked.Add(1)
 		s.recordLatency(time.Since(time.UnixMilli(m.Header.Timestamp)))
+		if s.cfg.OnCommit != nil {
+			if k, err := wire.ParseResource(m.Route.Resource); err == nil {
+				s.cfg.OnCommit(n.name, k, committed)
+			}
+		}
 	}
+}
+
+// every runs fn every interval on a goroutine of wg until ctx is done or fn fails (the
+// session's reader then sees the connection fail too).
+func (s *Sim) every(ctx context.Context, wg *sync.WaitGroup, interval time.Duration, fn func() error) {
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := fn(); err != nil {
+				return
+			}
+		}
+	})
 }
