@@ -61,7 +61,7 @@ type Config struct {
 	// NodeGone is called when an edge Node is deleted or loses the edge label, so per-node
 	// state elsewhere (cached Leases) can be dropped (optional).
 	NodeGone func(node string)
-	Logger  *slog.Logger
+	Logger   *slog.Logger
 }
 
 // Controller is EdgeController. Create it with [New], start it with [Controller.Run].
