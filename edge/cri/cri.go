@@ -25,6 +25,7 @@ const callTimeout = 5 * time.Second
 type Client struct {
 	conn    *grpc.ClientConn
 	runtime runtimeapi.RuntimeServiceClient
+	images  runtimeapi.ImageServiceClient
 }
 
 // New returns a client for endpoint (unix:///path.sock); it does not connect yet.
@@ -35,7 +36,7 @@ func New(endpoint string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cri: %s: %w", endpoint, err)
 	}
-	return &Client{conn: conn, runtime: runtimeapi.NewRuntimeServiceClient(conn)}, nil
+	return &Client{conn: conn, runtime: runtimeapi.NewRuntimeServiceClient(conn), images: runtimeapi.NewImageServiceClient(conn)}, nil
 }
 
 // Version returns the runtime's name and version ("containerd", "v1.7.24").
@@ -47,6 +48,26 @@ func (c *Client) Version(ctx context.Context) (name, version string, err error) 
 		return "", "", fmt.Errorf("cri: version: %w", err)
 	}
 	return v.RuntimeName, v.RuntimeVersion, nil
+}
+
+// Runtime is the CRI runtime service on this connection.
+func (c *Client) Runtime() runtimeapi.RuntimeServiceClient { return c.runtime }
+
+// Images is the CRI image service on this connection.
+func (c *Client) Images() runtimeapi.ImageServiceClient { return c.images }
+
+// ExecSync runs cmd in a container and waits for it (probes and hooks): timeout bounds the
+// command in the runtime, and the call gets a little longer so the runtime's answer wins.
+func (c *Client) ExecSync(ctx context.Context, containerID string, cmd []string, timeout time.Duration) (stdout, stderr []byte, exitCode int32, err error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout+callTimeout)
+	defer cancel()
+	r, err := c.runtime.ExecSync(ctx, &runtimeapi.ExecSyncRequest{
+		ContainerId: containerID, Cmd: cmd, Timeout: int64((timeout + time.Second - 1) / time.Second),
+	})
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("cri: exec in %s: %w", containerID, err)
+	}
+	return r.Stdout, r.Stderr, r.ExitCode, nil
 }
 
 // Close releases the connection.
