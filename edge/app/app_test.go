@@ -31,6 +31,7 @@ func testConfig(t *testing.T, server string) *config.EdgeCore {
 	c.DataDir = t.TempDir()
 	c.Hub.Server = server
 	c.MetaServer.Address = "127.0.0.1:0"
+	c.Edged.Enable = false // no container runtime in unit tests
 	c.Hub.Backoff = config.Backoff{Base: config.Duration{Duration: 10 * time.Millisecond}, Max: config.Duration{Duration: 50 * time.Millisecond}}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)

@@ -53,6 +53,28 @@ type EdgeCore struct {
 	MetaServer MetaServer `json:"metaServer"`
 	// Node describes this node to Kubernetes and sets how often its status and heartbeat go up.
 	Node Node `json:"node"`
+	// Edged runs the node's pods on the container runtime.
+	Edged Edged `json:"edged"`
+}
+
+// Edged configures the pod runner and its local API.
+type Edged struct {
+	Enable bool `json:"enable"`
+	// CgroupRoot is the cgroup (v1, cgroupfs style) under which each pod gets pod<uid>.
+	CgroupRoot string `json:"cgroupRoot"`
+	// RelistPeriod is how often the runtime's state is listed (containerd 1.6 has no events).
+	RelistPeriod Duration `json:"relistPeriod"`
+	// Server is the kubelet-style API (logs, exec, attach, port-forward, stats).
+	Server EdgedServer `json:"server"`
+}
+
+// EdgedServer is the kubelet-style local API.
+type EdgedServer struct {
+	Enable  bool   `json:"enable"`
+	Address string `json:"address"`
+	// AllowRemote must be set to listen beyond loopback: the API runs commands in containers
+	// without authentication.
+	AllowRemote bool `json:"allowRemote"`
 }
 
 // MetaServer configures the local read API.
@@ -195,6 +217,12 @@ func Default() *EdgeCore {
 		},
 		Runtime:    Runtime{Endpoint: "unix:///run/containerd/containerd.sock"},
 		MetaServer: MetaServer{Enable: true, Address: "127.0.0.1:10550"},
+		Edged: Edged{
+			Enable:       true,
+			CgroupRoot:   "/kubepods",
+			RelistPeriod: Duration{5 * time.Second},
+			Server:       EdgedServer{Enable: true, Address: "127.0.0.1:10350"},
+		},
 		Node: Node{
 			MaxPods:               nodestatus.DefaultMaxPods,
 			StatusUpdateFrequency: Duration{nodestatus.DefaultStatusUpdateFrequency},
@@ -240,6 +268,19 @@ func (c *EdgeCore) Validate() error {
 	if c.MetaServer.Enable {
 		if err := validateListenAddress(c.MetaServer.Address, c.MetaServer.AllowRemote); err != nil {
 			errs = append(errs, fmt.Errorf("metaServer.address: %w", err))
+		}
+	}
+	if c.Edged.Enable {
+		if !filepath.IsAbs(c.Edged.CgroupRoot) || filepath.Clean(c.Edged.CgroupRoot) == "/" {
+			errs = append(errs, fmt.Errorf("edged.cgroupRoot %q: want an absolute cgroup path below the root, e.g. /kubepods", c.Edged.CgroupRoot))
+		}
+		if c.Edged.RelistPeriod.Duration < 100*time.Millisecond {
+			errs = append(errs, fmt.Errorf("edged.relistPeriod %s: want at least 100ms", c.Edged.RelistPeriod))
+		}
+		if c.Edged.Server.Enable {
+			if err := validateListenAddress(c.Edged.Server.Address, c.Edged.Server.AllowRemote); err != nil {
+				errs = append(errs, fmt.Errorf("edged.server.address: %w", err))
+			}
 		}
 	}
 	if c.Node.AutonomyTolerationSeconds != nil && *c.Node.AutonomyTolerationSeconds < -1 {
@@ -328,7 +369,7 @@ func validateListenAddress(addr string, allowRemote bool) error {
 		return fmt.Errorf("%q: port must be 0-65535", addr)
 	}
 	if !ip.IsLoopback() && !allowRemote {
-		return fmt.Errorf("%q is not a loopback address; the API is unauthenticated, set metaServer.allowRemote to serve it beyond this host", addr)
+		return fmt.Errorf("%q is not a loopback address; the API is unauthenticated, set allowRemote to serve it beyond this host", addr)
 	}
 	return nil
 }

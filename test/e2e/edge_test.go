@@ -128,6 +128,8 @@ hub:
   token: %q
 metaServer:
   address: %q
+edged:
+  enable: false   # this test is about sync; pods run in TestEdged
 node:
   labels: {e2e.skerry.io/suite: sync}
   statusUpdateFrequency: 2s

@@ -127,6 +127,8 @@ nodeName: %s
 dataDir: %s
 metaServer:
   address: 127.0.0.1:0
+edged:
+  enable: false
 hub:
   server: %q
   protocol: %s
