@@ -33,13 +33,11 @@ import (
 	"github.com/skerry-io/skerry/test/e2e/framework"
 )
 
-// The sync test runs its own cloudcore on ports of its own.
-const (
-	syncHub       = "127.0.0.1:21000"
-	syncBootstrap = "127.0.0.1:21002"
-	syncAdmission = "127.0.0.1:21005"
-	syncAdmin     = "127.0.0.1:21006"
-)
+// cloudAddrs are the listen addresses of one test's cloudcore: each test runs its own on
+// ports of its own.
+type cloudAddrs struct{ hub, bootstrap, admission, admin string }
+
+var syncCloud = cloudAddrs{hub: "127.0.0.1:21000", bootstrap: "127.0.0.1:21002", admission: "127.0.0.1:21005", admin: "127.0.0.1:21006"}
 
 // syncEdge is one edgecore of the sync test.
 type syncEdge struct {
@@ -78,7 +76,7 @@ func cloudcoreKubeconfig(t *testing.T, dir string) string {
 	return path
 }
 
-func startSyncCloud(t *testing.T, dir string) *framework.Process {
+func startCloud(t *testing.T, dir string, addrs cloudAddrs) *framework.Process {
 	t.Helper()
 	kubeconfig := filepath.Join(dir, "cloudcore.kubeconfig")
 	if _, err := os.Stat(kubeconfig); err != nil {
@@ -100,19 +98,20 @@ admin:
 admission:
   enable: true
   address: %q
-`, kubeconfig, syncHub, syncBootstrap, syncAdmin, syncAdmission))
+`, kubeconfig, addrs.hub, addrs.bootstrap, addrs.admin, addrs.admission))
 	p := env.Start(t, "cloudcore", "--config", cfg)
 	framework.Eventually(t, 60*time.Second, "cloudcore /readyz", func(ctx context.Context) (bool, error) {
 		if done, err := p.Exited(); done {
 			t.Fatalf("cloudcore exited: %v\n%s", err, p.Output())
 		}
-		body, err := httpGet(ctx, "http://"+syncAdmin+"/readyz")
+		body, err := httpGet(ctx, "http://"+addrs.admin+"/readyz")
 		return err == nil && strings.TrimSpace(body) == "ok", err
 	})
 	return p
 }
 
-func newSyncEdge(t *testing.T, dir, name, metaServer string, nodeSettings string) *syncEdge {
+// newEdge starts an edgecore joined to the cloud at addrs; extra is appended to its config.
+func newEdge(t *testing.T, dir, name string, addrs cloudAddrs, metaServer string, extra string) *syncEdge {
 	t.Helper()
 	e := &syncEdge{name: name, dataDir: filepath.Join(dir, name), metaServer: metaServer}
 	e.cfgPath = writeFile(t, dir, name+".yaml", fmt.Sprintf(`apiVersion: edgecore.config.skerry.io/v1alpha1
@@ -128,13 +127,8 @@ hub:
   token: %q
 metaServer:
   address: %q
-edged:
-  enable: false   # this test is about sync; pods run in TestEdged
-node:
-  labels: {e2e.skerry.io/suite: sync}
-  statusUpdateFrequency: 2s
-%s`, name, e.dataDir, framework.CRIEndpoint, syncHub, syncBootstrap,
-		keadm(t, "gettoken", "--kubeconfig", env.Kubeconfig, "--node", name), metaServer, nodeSettings))
+%s`, name, e.dataDir, framework.CRIEndpoint, addrs.hub, addrs.bootstrap,
+		keadm(t, "gettoken", "--kubeconfig", env.Kubeconfig, "--node", name), metaServer, extra))
 	e.start(t)
 	return e
 }
@@ -164,10 +158,12 @@ func TestEdgeNodeSync(t *testing.T) {
 		}
 		return err == nil && ns.DeletionTimestamp == nil, err
 	})
-	cloud := startSyncCloud(t, dir)
-	// Edge a's pods tolerate its unreachability for ever (its own autonomy setting).
-	a := newSyncEdge(t, dir, "sync-a", "127.0.0.1:20550", "  autonomyTolerationSeconds: -1\n")
-	b := newSyncEdge(t, dir, "sync-b", "127.0.0.1:20551", "")
+	cloud := startCloud(t, dir, syncCloud)
+	// This test is about sync: the pods it creates are not run (TestEdged runs pods). Edge
+	// a's pods tolerate its unreachability for ever (its own autonomy setting).
+	const syncEdgeConfig = "edged: {enable: false}\nnode:\n  labels: {e2e.skerry.io/suite: sync}\n  statusUpdateFrequency: 2s\n"
+	a := newEdge(t, dir, "sync-a", syncCloud, "127.0.0.1:20550", syncEdgeConfig+"  autonomyTolerationSeconds: -1\n")
+	b := newEdge(t, dir, "sync-b", syncCloud, "127.0.0.1:20551", syncEdgeConfig)
 	t.Cleanup(func() {
 		_ = env.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), "autonomy.pods.skerry.io", metav1.DeleteOptions{})
 		for _, n := range []string{a.name, b.name} {
@@ -308,7 +304,7 @@ func TestEdgeNodeSync(t *testing.T) {
 	waitConfigMap(t, ma, ns, "cfg", "2")
 
 	// cloudcore comes back: the edge converges, the delete included, without a restart.
-	startSyncCloud(t, dir)
+	startCloud(t, dir, syncCloud)
 	framework.Eventually(t, 60*time.Second, "edge a converged", func(ctx context.Context) (bool, error) {
 		pods, err := ma.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -464,7 +460,7 @@ func dialAs(t *testing.T, e *syncEdge) transport.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := transport.WebSocketDialer{Config: transport.DialConfig{Addr: syncHub, NodeName: e.name, TLS: creds.ClientTLSConfig("127.0.0.1")}}
+	d := transport.WebSocketDialer{Config: transport.DialConfig{Addr: syncCloud.hub, NodeName: e.name, TLS: creds.ClientTLSConfig("127.0.0.1")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := d.Dial(ctx)
