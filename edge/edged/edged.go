@@ -22,6 +22,10 @@ const (
 	LabelPodNamespace  = "io.kubernetes.pod.namespace"
 	LabelPodUID        = "io.kubernetes.pod.uid"
 	LabelContainerName = "io.kubernetes.container.name"
+	// LabelNode names the node whose Edged made a sandbox or container. Edged lists, adopts
+	// and cleans up only its own: several edge nodes may share one runtime (tests, and hosts
+	// running edgecore beside a kubelet).
+	LabelNode = "edge.skerry.io/node"
 )
 
 // Errors a part returns so the runner can report them as the kubelet does.
