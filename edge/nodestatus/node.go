@@ -171,12 +171,13 @@ func nodeInfo(st staticFacts, kubeletVersion, runtimeVersion string) corev1.Node
 }
 
 // labels are the registration labels: the configured ones, then the ones edgecore always
-// sets. kubernetes.io/hostname is the host's name (as the kubelet's), unless configured; a
-// host name that is no valid label value (a long FQDN) falls back to the node name, since
-// the API server would refuse the whole Node.
+// sets. kubernetes.io/hostname is the node's name unless configured: an edge node's name is
+// set in its configuration (as KubeEdge's), workloads select nodes by this label
+// (`nodeSelector: {kubernetes.io/hostname: edge-1}`), and several edge nodes may share a
+// host. A node name that is no valid label value (longer than 63) falls back to the host's.
 func (cfg *Config) labels(hostname string) map[string]string {
 	out := make(map[string]string, len(cfg.Labels)+4)
-	for _, h := range []string{hostname, cfg.NodeName} {
+	for _, h := range []string{cfg.NodeName, hostname} {
 		if h != "" && len(validation.IsValidLabelValue(h)) == 0 {
 			out[corev1.LabelHostname] = h
 			break
