@@ -2,8 +2,8 @@ package probe
 
 import (
 	"fmt"
+	"github.com/skerry-io/skerry/edge/edged/expand"
 	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -60,42 +60,12 @@ func podHost(pod *corev1.Pod, facts edged.Facts) (string, error) {
 	return "", fmt.Errorf("pod has no IP yet: %w", edged.ErrNotReady)
 }
 
-// expand replaces $(VAR) references in s as the kubelet's expansion package does: "$$" is
-// an escaped "$", an unknown or unterminated reference is left as written.
-func expand(s string, vars map[string]string) string {
-	var b strings.Builder
-	checkpoint := 0
-	for cursor := 0; cursor < len(s); cursor++ {
-		if s[cursor] != '$' || cursor+1 >= len(s) {
-			continue
-		}
-		b.WriteString(s[checkpoint:cursor])
-		rest := s[cursor+1:]
-		advance := 1
-		switch rest[0] {
-		case '$':
-			b.WriteByte('$')
-		case '(':
-			end := strings.IndexByte(rest[1:], ')')
-			if end < 0 {
-				b.WriteString("$(")
-				break
-			}
-			name := rest[1 : end+1]
-			if v, ok := vars[name]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString("$(" + name + ")")
-			}
-			advance = end + 2
-		default:
-			b.WriteByte('$')
-			b.WriteByte(rest[0])
-		}
-		cursor += advance
-		checkpoint = cursor + 1
-	}
-	return b.String() + s[checkpoint:]
+// expandVars replaces $(VAR) references in s with vars, as the kubelet does.
+func expandVars(s string, vars map[string]string) string {
+	return expand.Expand(s, func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	})
 }
 
 // probeCommand is an exec probe's command with $(VAR) references to the container's static
@@ -108,7 +78,7 @@ func probeCommand(cmd []string, env []corev1.EnvVar) []string {
 	}
 	out := make([]string, len(cmd))
 	for i, s := range cmd {
-		out[i] = expand(s, vars)
+		out[i] = expandVars(s, vars)
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/skerry-io/skerry/edge/edged/expand"
 	"os"
 	"path"
 	"path/filepath"
@@ -55,7 +56,7 @@ func (m *Manager) Mounts(pod *corev1.Pod, c *corev1.Container) ([]*runtimeapi.Mo
 				}
 			}
 			var missing []string
-			sub = Expand(vm.SubPathExpr, func(name string) (string, bool) {
+			sub = expand.Expand(vm.SubPathExpr, func(name string) (string, bool) {
 				val, ok := env[name]
 				if !ok || val == "" {
 					missing = append(missing, name)
