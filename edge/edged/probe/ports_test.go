@@ -3,7 +3,6 @@ package probe
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
