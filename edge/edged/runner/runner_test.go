@@ -593,3 +593,20 @@ func TestSandboxConfigHostNetworkAndDNS(t *testing.T) {
 		t.Errorf("dns: %+v", cfg.DnsConfig)
 	}
 }
+
+func TestPodRecordedAsFinishedNeverRunsAgain(t *testing.T) {
+	h := newHarness(t)
+	pod := newPod("done", "c")
+	pod.Status.Phase = corev1.PodFailed
+	pod.Status.Reason = "UnsupportedPodSpec"
+	pod.Status.Message = "Pod was rejected: spec.volumes[0].persistentVolumeClaim: not supported by this edge node"
+	h.start()
+	h.apply(wire.OpInsert, pod)
+	st := h.waitStatus(pod, "failed", func(s corev1.PodStatus) bool { return s.Phase == corev1.PodFailed })
+	if st.Message != pod.Status.Message {
+		t.Errorf("message %q, want the recorded one", st.Message)
+	}
+	if n := h.rt.count("RunPodSandbox"); n != 0 {
+		t.Errorf("a pod Kubernetes recorded as finished got %d sandboxes", n)
+	}
+}

@@ -39,6 +39,12 @@ func (w *worker) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, e
 			wake = t
 		}
 	}
+	if w.terminal == "" && (pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed) {
+		// Kubernetes already recorded the pod as finished (before an edgecore restart, say):
+		// a finished pod never runs again, as with the kubelet.
+		w.terminal = pod.Status.Phase
+		w.failReason, w.failMessage = pod.Status.Reason, pod.Status.Message
+	}
 	if w.terminal == "" {
 		if err := validate(pod); err != nil {
 			w.fail(ctx, pod, "UnsupportedPodSpec", err)
