@@ -63,6 +63,9 @@ type Config struct {
 	// ResolvConf is the host's resolver configuration (default /etc/resolv.conf), the base
 	// of dnsPolicy Default.
 	ResolvConf string
+	// HostsFile is the host's hosts file (default /etc/hosts), the base of a hostNetwork
+	// pod's /etc/hosts.
+	HostsFile string
 	// RelistPeriod is how often the runtime's state is polled: containerd 1.6 has no
 	// container event stream.
 	RelistPeriod time.Duration
@@ -107,6 +110,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.ResolvConf == "" {
 		cfg.ResolvConf = defaultResolvConf
+	}
+	if cfg.HostsFile == "" {
+		cfg.HostsFile = "/etc/hosts"
 	}
 	if cfg.RelistPeriod <= 0 {
 		cfg.RelistPeriod = DefaultRelistPeriod

@@ -305,6 +305,13 @@ func (w *worker) startContainer(ctx context.Context, pod *corev1.Pod, c *corev1.
 	if err != nil {
 		return failed(reasonCreateConfigError, err)
 	}
+	hosts, err := w.hostsMount(pod, c, facts)
+	if err != nil {
+		return failed(reasonCreateConfigError, err)
+	}
+	if hosts != nil {
+		mounts = append(mounts, hosts)
+	}
 	attempt := v.nextAttempt(c.Name)
 	cfg, err := w.containerConfig(ctx, pod, c, attempt, ref, envs, mounts)
 	if err != nil {
