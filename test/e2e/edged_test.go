@@ -48,19 +48,7 @@ func TestEdged(t *testing.T) {
 
 	ns := "e2e-edged-" + fmt.Sprint(time.Now().UnixNano()%1_000_000)
 	must[*corev1.Namespace](t)(env.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}))
-	// Registered after edgecore started, so it runs before edgecore stops: the edge tears the
-	// pods down (containers, sandboxes, tmpfs volumes under the test's directory) first.
-	t.Cleanup(func() {
-		_ = env.Kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
-		framework.Eventually(t, 2*time.Minute, "the edge removed the test's pods", func(ctx context.Context) (bool, error) {
-			r, err := env.CRI.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
-				LabelSelector: map[string]string{"io.kubernetes.pod.namespace": ns}}})
-			if err != nil {
-				return false, err
-			}
-			return len(r.Items) == 0, fmt.Errorf("%d sandboxes left", len(r.Items))
-		})
-	})
+	t.Cleanup(func() { _ = env.Kube.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{}) })
 	framework.Eventually(t, 60*time.Second, "default service account", func(ctx context.Context) (bool, error) {
 		_, err := env.Kube.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, err
@@ -173,6 +161,20 @@ func TestEdged(t *testing.T) {
 	framework.Eventually(t, 60*time.Second, "deleted pod gone", func(ctx context.Context) (bool, error) {
 		_, err := env.Kube.CoreV1().Pods(ns).Get(ctx, "liveness", metav1.GetOptions{})
 		return apierrors.IsNotFound(err) && len(runningContainers(t, ns, "liveness")) == 0, err
+	})
+
+	// Deleting the namespace removes everything from the edge: containers, sandboxes and the
+	// pods' tmpfs volumes (which live under this test's directory).
+	if err := env.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	framework.Eventually(t, 2*time.Minute, "the edge removed the namespace's pods", func(ctx context.Context) (bool, error) {
+		r, err := env.CRI.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
+			LabelSelector: map[string]string{"io.kubernetes.pod.namespace": ns}}})
+		if err != nil {
+			return false, err
+		}
+		return len(r.Items) == 0, fmt.Errorf("%d sandboxes left", len(r.Items))
 	})
 }
 
