@@ -41,7 +41,7 @@ func startEdged(ctx context.Context, start func(string, func(context.Context) er
 
 	hostIP := nodeInternalIP(ctx, node)
 	r, err := runner.New(runner.Config{
-		Runtime: rt.Runtime(), Images: rt.Images(), Store: db,
+		Runtime: rt.Runtime(), Images: rt.ImageService(), Store: db,
 		Volumes: vols, Env: vols, Prober: prober, Hooks: hooks, Status: rep, Objects: objs,
 		NodeName: cfg.NodeName, HostIP: hostIP, PodsDir: podsDir,
 		CgroupRoot: cfg.Edged.CgroupRoot, RelistPeriod: cfg.Edged.RelistPeriod.Duration,

@@ -4,13 +4,18 @@
 package cri
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/skerry-io/skerry/edge/nodestatus"
 )
 
 // maxMessageSize bounds what the runtime may send in one answer (as the kubelet's 16 MiB).
@@ -50,11 +55,35 @@ func (c *Client) Version(ctx context.Context) (name, version string, err error) 
 	return v.RuntimeName, v.RuntimeVersion, nil
 }
 
+// Images lists the runtime's images for the node status: names (tags and digests) and size,
+// largest first, at most nodestatus.MaxImages (50), as the kubelet reports them.
+func (c *Client) Images(ctx context.Context) ([]corev1.ContainerImage, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	r, err := c.images.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("cri: list images: %w", err)
+	}
+	out := make([]corev1.ContainerImage, 0, len(r.Images))
+	for _, im := range r.Images {
+		names := append(slices.Clone(im.RepoTags), im.RepoDigests...)
+		if len(names) == 0 {
+			continue
+		}
+		out = append(out, corev1.ContainerImage{Names: names, SizeBytes: int64(im.Size)})
+	}
+	slices.SortStableFunc(out, func(a, b corev1.ContainerImage) int { return cmp.Compare(b.SizeBytes, a.SizeBytes) })
+	if len(out) > nodestatus.MaxImages {
+		out = out[:nodestatus.MaxImages]
+	}
+	return out, nil
+}
+
 // Runtime is the CRI runtime service on this connection.
 func (c *Client) Runtime() runtimeapi.RuntimeServiceClient { return c.runtime }
 
-// Images is the CRI image service on this connection.
-func (c *Client) Images() runtimeapi.ImageServiceClient { return c.images }
+// ImageService is the CRI image service on this connection.
+func (c *Client) ImageService() runtimeapi.ImageServiceClient { return c.images }
 
 // ExecSync runs cmd in a container and waits for it (probes and hooks): timeout bounds the
 // command in the runtime, and the call gets a little longer so the runtime's answer wins.

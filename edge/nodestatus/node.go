@@ -41,6 +41,8 @@ type observation struct {
 	runtimeName    string
 	runtimeVersion string
 	runtimeErr     error
+	images         []corev1.ContainerImage
+	imagesErr      error
 }
 
 // conditions derives the built-in conditions from an observation. Times are left zero; the

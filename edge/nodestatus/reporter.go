@@ -38,6 +38,16 @@ type Runtime interface {
 	Version(ctx context.Context) (runtimeName, runtimeVersion string, err error)
 }
 
+// ImageLister is a Runtime that also lists its images, for status.images (optional).
+type ImageLister interface {
+	// Images returns the node's images, largest first and at most MaxImages, as the
+	// kubelet reports them.
+	Images(ctx context.Context) ([]corev1.ContainerImage, error)
+}
+
+// MaxImages is how many images the node status lists (the kubelet's default).
+const MaxImages = 50
+
 // Outbox is the part of *store.Outbox the reporter writes to.
 type Outbox interface {
 	Enqueue(ctx context.Context, msg *wire.Message, class store.Class) (int64, error)
@@ -85,6 +95,7 @@ type Reporter struct {
 	conds          map[corev1.NodeConditionType]corev1.NodeCondition // last computed, for transition times
 	extra          map[corev1.NodeConditionType]corev1.NodeCondition // set by other modules
 	runtimeVersion string                                            // last known "name://version"
+	images         []corev1.ContainerImage                           // last known images
 	fsTotal        uint64                                            // last known ephemeral-storage size
 	internalIP     string                                            // last known
 	hostname       string                                            // last known
@@ -368,6 +379,9 @@ func (r *Reporter) observe(ctx context.Context) observation {
 	cctx, cancel := context.WithTimeout(ctx, r.runtimeTimeout)
 	defer cancel()
 	o.runtimeName, o.runtimeVersion, o.runtimeErr = r.rt.Version(cctx)
+	if il, ok := r.rt.(ImageLister); ok && o.runtimeErr == nil {
+		o.images, o.imagesErr = il.Images(cctx)
+	}
 	return o
 }
 
@@ -393,6 +407,9 @@ func (r *Reporter) buildLocked(o observation, now time.Time) corev1.NodeStatus {
 	if !o.noRuntime && o.runtimeErr == nil {
 		r.runtimeVersion = o.runtimeName + "://" + o.runtimeVersion
 	}
+	if o.images != nil && o.imagesErr == nil {
+		r.images = o.images
+	}
 
 	conds := r.cfg.conditions(r.static, o)
 	for _, t := range sortedKeys(r.extra) {
@@ -414,6 +431,7 @@ func (r *Reporter) buildLocked(o observation, now time.Time) corev1.NodeStatus {
 		Addresses:       addresses(r.internalIP, r.hostname),
 		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: KubeletPort}},
 		NodeInfo:        nodeInfo(r.static, r.kubeletVersion, r.runtimeVersion),
+		Images:          r.images,
 	}
 }
 

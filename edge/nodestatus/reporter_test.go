@@ -196,3 +196,24 @@ func TestCoalescingThroughRealOutbox(t *testing.T) {
 		t.Errorf("lease renewTime %v, want %v", l.Spec.RenewTime, e.clock.Now())
 	}
 }
+
+// imageRuntime is a runtime that also lists images.
+type imageRuntime struct {
+	*fakeRuntime
+	images []corev1.ContainerImage
+}
+
+func (r imageRuntime) Images(context.Context) ([]corev1.ContainerImage, error) { return r.images, nil }
+
+func TestStatusListsTheRuntimesImages(t *testing.T) {
+	e := newTestEnv(t, testConfig())
+	imgs := []corev1.ContainerImage{{Names: []string{"127.0.0.1:5000/library/busybox:latest"}, SizeBytes: 1 << 20}}
+	e.r.rt = imageRuntime{fakeRuntime: e.rt, images: imgs}
+	st, err := e.r.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Images) != 1 || st.Images[0].Names[0] != imgs[0].Names[0] {
+		t.Errorf("images %+v, want the runtime's", st.Images)
+	}
+}
