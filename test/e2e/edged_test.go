@@ -63,6 +63,25 @@ func TestEdged(t *testing.T) {
 		waitHTTP(t, "http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", "greeting v1")
 	}
 
+	// A hostPort reaches the pod through the node's address.
+	hp := edgePod("hostport", demoImage, nil)
+	hp.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080, HostPort: 18080}}
+	must[*corev1.Pod](t)(env.Kube.CoreV1().Pods(ns).Create(ctx, hp, metav1.CreateOptions{}))
+	node, err := env.Kube.CoreV1().Nodes().Get(ctx, edgedNode, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hostIP string
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			hostIP = a.Address
+		}
+	}
+	waitHTTP(t, "http://"+net.JoinHostPort(hostIP, "18080")+"/healthz", "")
+	if err := env.Kube.CoreV1().Pods(ns).Delete(ctx, "hostport", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	// The kubelet-style API serves the container's log.
 	first := podsOf(t, ns, "app=demo")[0]
 	logs, err := httpGet(ctx, fmt.Sprintf("http://%s/containerLogs/%s/%s/demo", edgedServer, ns, first.Name))
