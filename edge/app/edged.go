@@ -12,11 +12,13 @@ import (
 
 	"github.com/skerry-io/skerry/edge/config"
 	"github.com/skerry-io/skerry/edge/cri"
+	"github.com/skerry-io/skerry/edge/edged"
 	"github.com/skerry-io/skerry/edge/edged/objects"
 	"github.com/skerry-io/skerry/edge/edged/probe"
 	"github.com/skerry-io/skerry/edge/edged/report"
 	"github.com/skerry-io/skerry/edge/edged/runner"
 	"github.com/skerry-io/skerry/edge/edged/server"
+	"github.com/skerry-io/skerry/edge/edged/staticpods"
 	"github.com/skerry-io/skerry/edge/edged/volumes"
 	"github.com/skerry-io/skerry/edge/nodestatus"
 	"github.com/skerry-io/skerry/edge/store"
@@ -28,8 +30,8 @@ import (
 const hostIPWait = 10 * time.Second
 
 // startEdged wires Edged's parts: volumes and environment, probes and hooks, the reporter
-// that sends pod status through the outbox, the pod runner, and the kubelet-style API. None
-// of them needs the cloud.
+// that sends pod status through the outbox, the pod runner, static pods from
+// edged.staticPodPath, and the kubelet-style API. None of them needs the cloud.
 func startEdged(ctx context.Context, start func(string, func(context.Context) error), cfg *config.EdgeCore,
 	db *store.DB, rt *cri.Client, node *nodestatus.Reporter, notify func(), log *slog.Logger) error {
 	podsDir := filepath.Join(cfg.DataDir, "pods")
@@ -39,10 +41,24 @@ func startEdged(ctx context.Context, start func(string, func(context.Context) er
 	hooks := probe.NewHookRunner(probe.Config{Exec: rt, Logger: log.With("component", "hooks")})
 	rep := report.New(db.Outbox(), notify, cfg.NodeName, log.With("component", "podstatus"))
 
+	var status edged.StatusSink = rep
+	var static *staticpods.Manager
+	if cfg.Edged.StaticPodPath != "" {
+		var err error
+		static, err = staticpods.New(staticpods.Config{
+			Dir: cfg.Edged.StaticPodPath, NodeName: cfg.NodeName, Store: db, Outbox: db.Outbox(), Notify: notify,
+			Logger: log,
+		})
+		if err != nil {
+			return fmt.Errorf("edged.staticPodPath: %w", err)
+		}
+		status = static.StatusSink(rep)
+	}
+
 	hostIP := nodeInternalIP(ctx, node)
 	r, err := runner.New(runner.Config{
 		Runtime: rt.Runtime(), Images: rt.ImageService(), Store: db,
-		Volumes: vols, Env: vols, Prober: prober, Hooks: hooks, Status: rep, Objects: objs,
+		Volumes: vols, Env: vols, Prober: prober, Hooks: hooks, Status: status, Objects: objs,
 		NodeName: cfg.NodeName, HostIP: hostIP, PodsDir: podsDir,
 		CgroupRoot: cfg.Edged.CgroupRoot, RelistPeriod: cfg.Edged.RelistPeriod.Duration,
 		Logger: log.With("component", "edged"),
@@ -52,6 +68,9 @@ func startEdged(ctx context.Context, start func(string, func(context.Context) er
 	}
 	start("prober", prober.Run)
 	start("edged", r.Run)
+	if static != nil {
+		start("staticpods", static.Run)
+	}
 
 	if cfg.Edged.Server.Enable {
 		srv, err := server.New(server.Config{

@@ -66,6 +66,9 @@ type Edged struct {
 	RelistPeriod Duration `json:"relistPeriod"`
 	// Server is the kubelet-style API (logs, exec, attach, port-forward, stats).
 	Server EdgedServer `json:"server"`
+	// StaticPodPath is a directory of pod manifests run as static pods, reported to the cloud
+	// as mirror pods (edge/edged/staticpods); "" turns static pods off.
+	StaticPodPath string `json:"staticPodPath"`
 }
 
 // EdgedServer is the kubelet-style local API.
@@ -273,6 +276,9 @@ func (c *EdgeCore) Validate() error {
 	if c.Edged.Enable {
 		if !filepath.IsAbs(c.Edged.CgroupRoot) || filepath.Clean(c.Edged.CgroupRoot) == "/" {
 			errs = append(errs, fmt.Errorf("edged.cgroupRoot %q: want an absolute cgroup path below the root, e.g. /kubepods", c.Edged.CgroupRoot))
+		}
+		if c.Edged.StaticPodPath != "" && !filepath.IsAbs(c.Edged.StaticPodPath) {
+			errs = append(errs, fmt.Errorf("edged.staticPodPath %q: want an absolute path, e.g. /etc/kubeedge/manifests", c.Edged.StaticPodPath))
 		}
 		if c.Edged.RelistPeriod.Duration < 100*time.Millisecond {
 			errs = append(errs, fmt.Errorf("edged.relistPeriod %s: want at least 100ms", c.Edged.RelistPeriod))

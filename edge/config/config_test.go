@@ -141,6 +141,8 @@ func TestValidate(t *testing.T) {
 		"negative base":        {func(c *EdgeCore) { c.Hub.Backoff.Base = Duration{-time.Second} }, "hub.backoff.base"},
 		"max below base":       {func(c *EdgeCore) { c.Hub.Backoff.Max = Duration{time.Millisecond} }, "hub.backoff.max"},
 		"several bad keys too": {func(c *EdgeCore) { c.Hub.Protocol = "x"; c.Hub.Server = "y" }, "hub.server"},
+		"static pod path":      {func(c *EdgeCore) { c.Edged.Enable = true; c.Edged.StaticPodPath = "/etc/kubeedge/manifests" }, ""},
+		"relative static path": {func(c *EdgeCore) { c.Edged.Enable = true; c.Edged.StaticPodPath = "manifests" }, "edged.staticPodPath"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

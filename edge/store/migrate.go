@@ -109,6 +109,15 @@ func schema() []migration {
 			},
 			fn: migrateRevisions,
 		},
+		{
+			version: 4,
+			name:    "local objects",
+			stmts: []string{
+				// local marks an object the edge made itself (a static pod): the inventory
+				// leaves it out and cloud messages never replace or delete it (objects.go).
+				`ALTER TABLE objects ADD COLUMN local INTEGER NOT NULL DEFAULT 0`,
+			},
+		},
 	}
 }
 

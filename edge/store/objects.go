@@ -76,9 +76,9 @@ func (db *DB) ApplyMessage(ctx context.Context, m *wire.Message) error {
 		}
 		// A copy: events outlive the caller's message.
 		obj := Object{Key: k, UID: uid, ResourceVersion: rv, Content: bytes.Clone(m.Content)}
-		return db.change(ctx, func(tx *sql.Tx) ([]Event, error) { return db.upsert(ctx, tx, obj) })
+		return db.change(ctx, func(tx *sql.Tx) ([]Event, error) { return db.upsert(ctx, tx, obj, false) })
 	case wire.OpDelete:
-		return db.change(ctx, func(tx *sql.Tx) ([]Event, error) { return db.remove(ctx, tx, k, uid, m.Header.ID) })
+		return db.change(ctx, func(tx *sql.Tx) ([]Event, error) { return db.remove(ctx, tx, k, uid, m.Header.ID, false) })
 	}
 	return fmt.Errorf("%w %q for %s", ErrUnsupported, m.Route.Operation, key)
 }
@@ -101,21 +101,29 @@ func (db *DB) change(ctx context.Context, fn func(tx *sql.Tx) ([]Event, error)) 
 	return nil
 }
 
-// stored reads the row for key; ok is false if there is none.
-func stored(ctx context.Context, q interface {
+type rowQuerier interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, k wire.Key) (obj Object, ok bool, err error) {
+}
+
+// stored reads the row for key; ok is false if there is none.
+func stored(ctx context.Context, q rowQuerier, k wire.Key) (obj Object, ok bool, err error) {
+	obj, _, ok, err = storedRow(ctx, q, k)
+	return obj, ok, err
+}
+
+// storedRow is stored, also saying whether the row is a local object.
+func storedRow(ctx context.Context, q rowQuerier, k wire.Key) (obj Object, local, ok bool, err error) {
 	var content []byte
-	err = q.QueryRowContext(ctx, `SELECT uid, resource_version, content, revision FROM objects WHERE key = ?`, k.String()).
-		Scan(&obj.UID, &obj.ResourceVersion, &content, &obj.Revision)
+	err = q.QueryRowContext(ctx, `SELECT uid, resource_version, content, revision, local FROM objects WHERE key = ?`, k.String()).
+		Scan(&obj.UID, &obj.ResourceVersion, &content, &obj.Revision, &local)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Object{}, false, nil
+		return Object{}, false, false, nil
 	}
 	if err != nil {
-		return Object{}, false, err
+		return Object{}, false, false, err
 	}
 	obj.Key, obj.Content = k, content
-	return obj, true, nil
+	return obj, local, true, nil
 }
 
 // storedKey parses a key read from the database. Only keys that parsed are written, so a
@@ -131,11 +139,28 @@ func storedKey(s string) (wire.Key, error) {
 	return k, nil
 }
 
-func (db *DB) upsert(ctx context.Context, tx *sql.Tx, obj Object) ([]Event, error) {
+// upsert writes obj; local says who writes it: the edge (PutLocal) or the cloud
+// (ApplyMessage). The cloud never replaces a local object; a local object replaces a cloud
+// one.
+func (db *DB) upsert(ctx context.Context, tx *sql.Tx, obj Object, local bool) ([]Event, error) {
 	k := obj.Key
-	old, ok, err := stored(ctx, tx, obj.Key)
+	old, oldLocal, ok, err := storedRow(ctx, tx, obj.Key)
 	if err != nil {
 		return nil, err
+	}
+	if ok && oldLocal && !local {
+		db.log.Debug("store: cloud message for a local object ignored", "key", k.String())
+		return nil, nil
+	}
+	if ok && oldLocal != local {
+		rev, err := db.record(ctx, tx, Deleted, old)
+		if err != nil {
+			return nil, err
+		}
+		old.Revision = rev
+		evs := []Event{{Type: Deleted, Revision: rev, Object: old}}
+		more, err := db.write1(ctx, tx, obj, Added, local)
+		return append(evs, more...), err
 	}
 	var evs []Event
 	typ := Added
@@ -152,26 +177,38 @@ func (db *DB) upsert(ctx context.Context, tx *sql.Tx, obj Object) ([]Event, erro
 	case ok:
 		typ = Modified
 	}
+	more, err := db.write1(ctx, tx, obj, typ, local)
+	return append(evs, more...), err
+}
+
+// write1 records one change and writes the row.
+func (db *DB) write1(ctx context.Context, tx *sql.Tx, obj Object, typ EventType, local bool) ([]Event, error) {
+	k := obj.Key
 	rev, err := db.record(ctx, tx, typ, obj)
 	if err != nil {
 		return nil, err
 	}
 	obj.Revision = rev
-	_, err = tx.ExecContext(ctx, `INSERT INTO objects (key, type, namespace, uid, resource_version, content, revision)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
+	_, err = tx.ExecContext(ctx, `INSERT INTO objects (key, type, namespace, uid, resource_version, content, revision, local)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET uid = excluded.uid, resource_version = excluded.resource_version,
-			content = excluded.content, revision = excluded.revision`,
-		k.String(), string(k.Type), k.Namespace, obj.UID, obj.ResourceVersion, []byte(obj.Content), rev)
+			content = excluded.content, revision = excluded.revision, local = excluded.local`,
+		k.String(), string(k.Type), k.Namespace, obj.UID, obj.ResourceVersion, []byte(obj.Content), rev, local)
 	if err != nil {
 		return nil, err
 	}
-	return append(evs, Event{Type: typ, Revision: rev, Object: obj}), nil
+	return []Event{{Type: typ, Revision: rev, Object: obj}}, nil
 }
 
-func (db *DB) remove(ctx context.Context, tx *sql.Tx, k wire.Key, uid, msgID string) ([]Event, error) {
-	old, ok, err := stored(ctx, tx, k)
+// remove deletes the row for k if the same side (local or cloud) wrote it.
+func (db *DB) remove(ctx context.Context, tx *sql.Tx, k wire.Key, uid, msgID string, local bool) ([]Event, error) {
+	old, oldLocal, ok, err := storedRow(ctx, tx, k)
 	if err != nil || !ok {
 		return nil, err
+	}
+	if oldLocal != local {
+		db.log.Debug("store: delete of an object the other side wrote ignored", "key", k.String(), "local", local)
+		return nil, nil
 	}
 	if uid != "" && old.UID != uid {
 		db.log.Info("store: ignoring delete for an older incarnation of the object",
@@ -240,13 +277,13 @@ func identity(m *wire.Message) (uid, rv string, err error) {
 	return uid, rv, nil
 }
 
-// Inventory lists every object the store holds, for the resync handshake on connect. It
+// Inventory lists every object the cloud sent (local objects are the edge's own), for the resync handshake on connect. It
 // reads from the read pool, so it sees the last committed state.
 func (db *DB) Inventory(ctx context.Context) (wire.Inventory, error) {
 	if err := db.usable(); err != nil {
 		return wire.Inventory{}, err
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT key, uid, resource_version FROM objects ORDER BY key`)
+	rows, err := db.read.QueryContext(ctx, `SELECT key, uid, resource_version FROM objects WHERE local = 0 ORDER BY key`)
 	if err != nil {
 		return wire.Inventory{}, fmt.Errorf("store: inventory: %w", mapErr(err))
 	}
@@ -375,4 +412,70 @@ func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("store: objects: %w", mapErr(err))
 	}
 	return nil
+}
+
+// PutLocal stores an object the edge made itself (a static pod) under k. Local objects are
+// listed and watched like the cloud's, but the inventory leaves them out and cloud messages
+// for their key are ignored, so a resync can neither delete nor replace them. A local object
+// replaces a cloud object of the same key (Deleted, then Added). content must be a JSON
+// object; its metadata.uid and resourceVersion are the object's identity.
+func (db *DB) PutLocal(ctx context.Context, k wire.Key, content []byte) error {
+	if err := db.usable(); err != nil {
+		return err
+	}
+	if err := k.Validate(); err != nil || k.Name == "" {
+		return fmt.Errorf("store: put local %s: %w: a key naming one object is required", k, wire.ErrInvalid)
+	}
+	if c := bytes.TrimSpace(content); len(c) == 0 || c[0] != '{' {
+		return fmt.Errorf("store: put local %s: content must be a JSON object", k)
+	}
+	uid, rv, err := identity(&wire.Message{Content: content})
+	if err != nil {
+		return fmt.Errorf("store: put local %s: %w", k, err)
+	}
+	obj := Object{Key: k, UID: uid, ResourceVersion: rv, Content: bytes.Clone(content)}
+	return db.change(ctx, func(tx *sql.Tx) ([]Event, error) { return db.upsert(ctx, tx, obj, true) })
+}
+
+// DeleteLocal removes the local object k; a missing key or a cloud object there is left
+// alone.
+func (db *DB) DeleteLocal(ctx context.Context, k wire.Key) error {
+	if err := db.usable(); err != nil {
+		return err
+	}
+	if err := k.Validate(); err != nil || k.Name == "" {
+		return fmt.Errorf("store: delete local %s: %w: a key naming one object is required", k, wire.ErrInvalid)
+	}
+	return db.change(ctx, func(tx *sql.Tx) ([]Event, error) { return db.remove(ctx, tx, k, "", "", true) })
+}
+
+// ListLocal returns the local objects of type typ, sorted by key.
+func (db *DB) ListLocal(ctx context.Context, typ wire.ResourceType) ([]Object, error) {
+	if err := db.usable(); err != nil {
+		return nil, err
+	}
+	rows, err := db.read.QueryContext(ctx,
+		`SELECT key, uid, resource_version, content, revision FROM objects WHERE type = ? AND local = 1 ORDER BY key`, string(typ))
+	if err != nil {
+		return nil, fmt.Errorf("store: list local %s: %w", typ, mapErr(err))
+	}
+	defer rows.Close()
+	var objs []Object
+	for rows.Next() {
+		var o Object
+		var key string
+		var content []byte
+		if err := rows.Scan(&key, &o.UID, &o.ResourceVersion, &content, &o.Revision); err != nil {
+			return nil, fmt.Errorf("store: list local %s: %w", typ, mapErr(err))
+		}
+		if o.Key, err = storedKey(key); err != nil {
+			return nil, err
+		}
+		o.Content = content
+		objs = append(objs, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list local %s: %w", typ, mapErr(err))
+	}
+	return objs, nil
 }

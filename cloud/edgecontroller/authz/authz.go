@@ -6,9 +6,9 @@
 // The hub answers keepalives and acks (response/error carrying a parent id) itself; they never
 // reach the authorizer, and if one does it is refused like any other unlisted combination.
 //
-// The decision uses the operation and the resource string (and, for events, the content); the
-// route's group and source are not looked at, so callers must dispatch on operation and
-// resource too, never on the group alone.
+// The decision uses the operation and the resource string (and, for events and mirror pods, the
+// content); the route's group and source are not looked at, so callers must dispatch on
+// operation and resource too, never on the group alone.
 package authz
 
 import (
@@ -128,6 +128,8 @@ func (a *Authorizer) decide(node string, m *wire.Message) Decision {
 			return a.podWrite(node, op, key, "delete pod")
 		case wire.OpQuery:
 			return a.read(node, key)
+		case wire.OpInsert:
+			return a.mirrorPodRule(node, key, m.Content)
 		}
 	case wire.TypeConfigMap, wire.TypeSecret, wire.TypeServiceAccountToken:
 		if op == wire.OpQuery {

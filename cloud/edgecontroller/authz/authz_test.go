@@ -114,7 +114,8 @@ func TestAuthorize(t *testing.T) {
 		{"edge-1", wire.OpDelete, "default/pod/web-1", "", ok, ""},
 		{"edge-1", wire.OpDelete, "default/pod/web-2", "", `may not delete pod default/web-2: the pod is bound to "edge-2"`, ClassForeignPod},
 		{"edge-1", wire.OpDelete, "default/pod/ghost", "", "not bound", ClassForeignPod},
-		{"edge-1", wire.OpInsert, "default/pod/web-1", "", "no rule allows", ClassUnsupported},
+		{"edge-1", wire.OpInsert, "default/pod/web-1", `{"metadata":{"name":"web-1"},"spec":{"nodeName":"edge-1"}}`,
+			"node can only create mirror pods", ClassUnsupported},
 		{"edge-1", wire.OpUpdate, "default/pod/web-1", "", "no rule allows", ClassUnsupported},
 		// Reads: single objects in the graph.
 		{"edge-1", wire.OpQuery, "default/configmap/cfg-1", "", ok, ""},

@@ -36,14 +36,18 @@ func (h *Handler) podStatus(ctx context.Context, node string, key wire.Key, cont
 	if in.UID == "" {
 		return fmt.Errorf("%w: status for pod %s/%s has no metadata.uid", ErrMalformed, key.Namespace, key.Name)
 	}
-	if err := h.checkPodUID(key, in.UID); err != nil {
+	uid, err := h.apiPodUID(node, key, in.UID)
+	if err != nil {
 		return err
 	}
 	st := in.Status
 	st.ResourceClaimStatuses = nil
 	st.ExtendedResourceClaimStatus = nil
+	if h.unchangedMirrorStatus(key, uid, &st) {
+		return nil
+	}
 	patch, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"uid": in.UID},
+		"metadata": map[string]any{"uid": uid},
 		"status":   st,
 	})
 	if err != nil {
@@ -70,8 +74,15 @@ func (h *Handler) podPatch(ctx context.Context, node string, key wire.Key, conte
 		return nil, err
 	}
 	if uid != "" {
-		if err := h.checkPodUID(key, types.UID(uid)); err != nil {
+		apiUID, err := h.apiPodUID(node, key, types.UID(uid))
+		if err != nil {
 			return nil, err
+		}
+		if apiUID != types.UID(uid) { // a static pod's status, for its mirror pod
+			patch["metadata"] = map[string]any{"uid": string(apiUID)}
+			if content, err = json.Marshal(patch); err != nil {
+				return nil, fmt.Errorf("%w: pod patch: %w", ErrMalformed, err)
+			}
 		}
 	} else {
 		// No uid from the edge: pin the patch to the pod the authorizer saw bound to this
@@ -137,15 +148,6 @@ func checkPodPatch(patch map[string]any) (uid string, err error) {
 	return uid, nil
 }
 
-// checkPodUID refuses early, without an API call, a write for a pod the lister already knows
-// as re-created. The API server makes the same check; this only saves the round trip.
-func (h *Handler) checkPodUID(key wire.Key, uid types.UID) error {
-	if p, ok := h.objs.Pod(key.Namespace, key.Name); ok && p != nil && p.UID != "" && p.UID != uid {
-		return recreated(key, uid)
-	}
-	return nil
-}
-
 func recreated(key wire.Key, uid types.UID) error {
 	return fmt.Errorf("pod %s/%s uid %s: %w", key.Namespace, key.Name, clip(string(uid)), ErrPodRecreated)
 }
@@ -201,15 +203,15 @@ func (h *Handler) podDelete(ctx context.Context, node string, key wire.Key, cont
 	if err := decode(content, "pod deletion", &in); err != nil {
 		return err
 	}
-	uid := in.Metadata.UID
-	if uid == "" {
+	if in.Metadata.UID == "" {
 		return fmt.Errorf("%w: deletion of pod %s/%s has no metadata.uid", ErrMalformed, key.Namespace, key.Name)
 	}
-	if err := h.checkPodUID(key, uid); err != nil {
+	uid, err := h.apiPodUID(node, key, in.Metadata.UID)
+	if err != nil {
 		return err
 	}
 	zero := int64(0)
-	err := h.call(ctx, "delete pod", func(ctx context.Context) error {
+	err = h.call(ctx, "delete pod", func(ctx context.Context) error {
 		return h.client.CoreV1().Pods(key.Namespace).Delete(ctx, key.Name, metav1.DeleteOptions{
 			GracePeriodSeconds: &zero,
 			Preconditions:      &metav1.Preconditions{UID: &uid},

@@ -1,5 +1,5 @@
 // Package upstream is what cloudcore does with what edge nodes send: node registration and
-// status, leases, pod status and deletion, events, and reads of the node's desired set
+// status, leases, pod status and deletion, mirror pods, events, and reads of the node's desired set
 // (docs/protocol.md, "Upstream"). [Handler] implements [hub.Upstream].
 //
 // cloudcore writes to the API server with its own, broad, credentials, so the NodeRestriction
@@ -177,17 +177,18 @@ const (
 	KindPodStatus  Kind = "podstatus"
 	KindPodPatch   Kind = "podpatch"
 	KindPodDelete  Kind = "poddelete"
+	KindMirrorPod  Kind = "mirrorpod"
 	KindEvent      Kind = "event"
 	KindQuery      Kind = "query"
 	KindOther      Kind = "other"
 )
 
-const numKinds = 10
+const numKinds = 11
 
 // allKinds is a function so that no package state is mutable.
 func allKinds() [numKinds]Kind {
 	return [numKinds]Kind{KindRegister, KindNodeStatus, KindNodePatch, KindHeartbeat, KindPodStatus,
-		KindPodPatch, KindPodDelete, KindEvent, KindQuery, KindOther}
+		KindPodPatch, KindPodDelete, KindMirrorPod, KindEvent, KindQuery, KindOther}
 }
 
 // Counts are one kind's counters. Failed includes Transient (failures left for the edge to
@@ -278,6 +279,8 @@ func kindOf(op wire.Operation, key wire.Key) Kind {
 		switch op {
 		case wire.OpDelete:
 			return KindPodDelete
+		case wire.OpInsert:
+			return KindMirrorPod
 		case wire.OpQuery:
 			return KindQuery
 		}
@@ -335,6 +338,8 @@ func (h *Handler) Handle(ctx context.Context, node string, msg *wire.Message) (r
 		return h.podPatch(ctx, node, key, msg.Content)
 	case KindPodDelete:
 		return nil, h.podDelete(ctx, node, key, msg.Content)
+	case KindMirrorPod:
+		return nil, h.mirrorPod(ctx, node, key, msg.Content)
 	case KindEvent:
 		return nil, h.event(ctx, node, key, msg.Content)
 	case KindQuery:

@@ -236,6 +236,9 @@ func (r *Runner) resyncStore(ctx context.Context) (int64, error) {
 			r.log.Error("undecodable pod in store", "key", o.Key.String(), "err", err)
 			continue
 		}
+		if isMirror(pod) {
+			continue
+		}
 		seen[pod.UID] = true
 		keys[o.Key] = pod.UID
 		r.setDesired(pod.UID, pod)
@@ -261,18 +264,21 @@ func (r *Runner) handle(ev store.Event) {
 	k := ev.Object.Key
 	switch k.Type {
 	case wire.TypePod:
-		if ev.Type == store.Deleted {
+		var pod *corev1.Pod
+		if ev.Type != store.Deleted {
+			var err error
+			if pod, err = decodePod(ev.Object.Content); err != nil {
+				r.log.Error("undecodable pod in store", "key", k.String(), "err", err)
+				return
+			}
+		}
+		if ev.Type == store.Deleted || isMirror(pod) {
 			uid := r.keys[k]
 			if uid == "" {
 				uid = types.UID(ev.Object.UID)
 			}
 			delete(r.keys, k)
 			r.setDesired(uid, nil)
-			return
-		}
-		pod, err := decodePod(ev.Object.Content)
-		if err != nil {
-			r.log.Error("undecodable pod in store", "key", k.String(), "err", err)
 			return
 		}
 		if old := r.keys[k]; old != "" && old != pod.UID {
@@ -341,6 +347,16 @@ func usesObject(pod *corev1.Pod, k wire.Key) bool {
 		}
 	}
 	return false
+}
+
+// mirrorAnnotation marks a mirror pod: the API's copy of a static pod (edge/edged/staticpods).
+// The static pod itself runs; its mirror, which the cloud sends back like any pod bound to
+// the node, never does (the kubelet's rule).
+const mirrorAnnotation = "kubernetes.io/config.mirror"
+
+func isMirror(pod *corev1.Pod) bool {
+	_, ok := pod.Annotations[mirrorAnnotation]
+	return ok
 }
 
 func decodePod(content []byte) (*corev1.Pod, error) {
