@@ -13,6 +13,7 @@ import (
 	"github.com/skerry-io/skerry/edge/config"
 	"github.com/skerry-io/skerry/edge/cri"
 	"github.com/skerry-io/skerry/edge/edged"
+	"github.com/skerry-io/skerry/edge/edged/imagegc"
 	"github.com/skerry-io/skerry/edge/edged/objects"
 	"github.com/skerry-io/skerry/edge/edged/probe"
 	"github.com/skerry-io/skerry/edge/edged/report"
@@ -68,6 +69,18 @@ func startEdged(ctx context.Context, start func(string, func(context.Context) er
 	}
 	start("prober", prober.Run)
 	start("edged", r.Run)
+	gc, err := imagegc.New(imagegc.Config{
+		Runtime: rt.Runtime(), Images: rt.ImageService(),
+		HighThresholdPercent: cfg.Edged.ImageGC.HighThresholdPercent,
+		LowThresholdPercent:  cfg.Edged.ImageGC.LowThresholdPercent,
+		MinAge:               cfg.Edged.ImageGC.MinAge.Duration,
+		Keep:                 cfg.Edged.ImageGC.Keep,
+		Logger:               log.With("component", "imagegc"),
+	})
+	if err != nil {
+		return fmt.Errorf("edged.imageGC: %w", err)
+	}
+	start("imagegc", gc.Run)
 	if static != nil {
 		start("staticpods", static.Run)
 	}

@@ -66,9 +66,23 @@ type Edged struct {
 	RelistPeriod Duration `json:"relistPeriod"`
 	// Server is the kubelet-style API (logs, exec, attach, port-forward, stats).
 	Server EdgedServer `json:"server"`
+	// ImageGC removes unused images when the runtime's image disk fills up.
+	ImageGC ImageGC `json:"imageGC"`
 	// StaticPodPath is a directory of pod manifests run as static pods, reported to the cloud
 	// as mirror pods (edge/edged/staticpods); "" turns static pods off.
 	StaticPodPath string `json:"staticPodPath"`
+}
+
+// ImageGC bounds the runtime's image disk, as the kubelet's image garbage collector.
+type ImageGC struct {
+	// HighThresholdPercent of the image disk's capacity starts a collection, which removes
+	// unused images until usage is below LowThresholdPercent.
+	HighThresholdPercent int `json:"highThresholdPercent"`
+	LowThresholdPercent  int `json:"lowThresholdPercent"`
+	// MinAge is how long an image must have been unused before it may go.
+	MinAge Duration `json:"minAge"`
+	// Keep lists images never removed (the runtime's pinned and sandbox images never are).
+	Keep []string `json:"keep,omitempty"`
 }
 
 // EdgedServer is the kubelet-style local API.
@@ -225,6 +239,7 @@ func Default() *EdgeCore {
 			CgroupRoot:   "/kubepods",
 			RelistPeriod: Duration{5 * time.Second},
 			Server:       EdgedServer{Enable: true, Address: "127.0.0.1:10350"},
+			ImageGC:      ImageGC{HighThresholdPercent: 85, LowThresholdPercent: 80, MinAge: Duration{2 * time.Minute}},
 		},
 		Node: Node{
 			MaxPods:               nodestatus.DefaultMaxPods,
@@ -282,6 +297,10 @@ func (c *EdgeCore) Validate() error {
 		}
 		if c.Edged.RelistPeriod.Duration < 100*time.Millisecond {
 			errs = append(errs, fmt.Errorf("edged.relistPeriod %s: want at least 100ms", c.Edged.RelistPeriod))
+		}
+		if g := c.Edged.ImageGC; g.LowThresholdPercent < 0 || g.HighThresholdPercent > 100 || g.LowThresholdPercent > g.HighThresholdPercent {
+			errs = append(errs, fmt.Errorf("edged.imageGC: lowThresholdPercent %d and highThresholdPercent %d: want 0 <= low <= high <= 100",
+				g.LowThresholdPercent, g.HighThresholdPercent))
 		}
 		if c.Edged.Server.Enable {
 			if err := validateListenAddress(c.Edged.Server.Address, c.Edged.Server.AllowRemote); err != nil {
