@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/skerry-io/skerry/edge/loopback"
 	"log/slog"
 	"net"
 	"net/http"
@@ -72,7 +73,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Address = DefaultAddress
 	}
 	if !cfg.AllowRemote {
-		if err := checkLoopback(cfg.Address); err != nil {
+		if err := loopback.CheckAddress("metaserver", cfg.Address); err != nil {
 			return nil, err
 		}
 	}
@@ -100,25 +101,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "metaserver"), cat: newCatalog(), stopping: make(chan struct{})}
 	s.handler = s.logRequests(s.recoverer(http.HandlerFunc(s.route)))
 	if !cfg.AllowRemote {
-		s.handler = loopbackHostOnly(s.handler)
+		s.handler = loopback.HostOnly(s.handler)
 	}
 	return s, nil
-}
-
-// checkLoopback refuses an address whose host is not a loopback IP or "localhost".
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("metaserver: address %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("metaserver: address %q is not loopback; the metaserver has no authentication, set AllowRemote to expose it anyway", addr)
-	}
-	return nil
 }
 
 // Handler returns the HTTP handler (for tests and embedding). Watches served through it end
@@ -271,24 +256,5 @@ func (s *Server) logRequests(h http.Handler) http.Handler {
 		h.ServeHTTP(rec, r)
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
 			"code", rec.code, "duration", time.Since(start))
-	})
-}
-
-// loopbackHostOnly refuses requests whose Host header is not a loopback address or
-// "localhost": a web page the node's browser loads could otherwise reach this unauthenticated
-// API through DNS rebinding (a name of the attacker's that resolves to 127.0.0.1) and read
-// the node's Secrets.
-func loopbackHostOnly(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-		if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && !strings.EqualFold(host, "localhost") {
-			http.Error(w, "metaserver: only loopback hosts are served (metaServer.allowRemote is off)", http.StatusForbidden)
-			return
-		}
-		next.ServeHTTP(w, r)
 	})
 }

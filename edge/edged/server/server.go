@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/skerry-io/skerry/edge/loopback"
 	"log"
 	"log/slog"
 	"net"
@@ -97,7 +98,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Address = DefaultAddress
 	}
 	if !cfg.AllowRemote {
-		if err := checkLoopback(cfg.Address); err != nil {
+		if err := loopback.CheckAddress("edged server", cfg.Address); err != nil {
 			return nil, err
 		}
 	}
@@ -143,27 +144,11 @@ func New(cfg Config) (*Server, error) {
 	h = s.limitBody(h)
 	h = s.recoverer(h)
 	if !cfg.AllowRemote {
-		h = loopbackHostOnly(h)
+		h = loopback.HostOnly(h)
 	}
 	h = s.track(h)
 	s.handler = s.logRequests(h)
 	return s, nil
-}
-
-// checkLoopback refuses an address whose host is not a loopback IP or "localhost".
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("edged server: address %q: %w", addr, err)
-	}
-	if strings.EqualFold(host, "localhost") {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("edged server: address %q is not loopback; the API has no authentication, set AllowRemote to expose it anyway", addr)
-	}
-	return nil
 }
 
 // Handler returns the HTTP handler (for tests and embedding).
@@ -474,24 +459,6 @@ func (s *Server) recoverer(h http.Handler) http.Handler {
 			}
 		}()
 		h.ServeHTTP(w, r)
-	})
-}
-
-// loopbackHostOnly refuses requests whose Host header is not a loopback address or
-// "localhost": a web page the node's browser loads could otherwise reach this unauthenticated
-// API through DNS rebinding and run commands in containers.
-func loopbackHostOnly(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host := r.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-		if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && !strings.EqualFold(host, "localhost") {
-			writeStatus(w, http.StatusForbidden, "only loopback hosts are served (allowRemote is off)")
-			return
-		}
-		next.ServeHTTP(w, r)
 	})
 }
 

@@ -1,0 +1,50 @@
+// Package loopback guards edgecore's unauthenticated local APIs (MetaServer, the
+// kubelet-style API): they listen on loopback only, and refuse requests whose Host header
+// names anything else, unless the operator explicitly allows remote access.
+package loopback
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+)
+
+// CheckAddress refuses a listen address whose host is not a loopback IP or "localhost".
+// what names the API in the error.
+func CheckAddress(what, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: address %q: %w", what, addr, err)
+	}
+	if !isLoopbackHost(host) {
+		return fmt.Errorf("%s: address %q is not loopback; the API has no authentication, set allowRemote to expose it anyway", what, addr)
+	}
+	return nil
+}
+
+// HostOnly refuses requests whose Host header is not a loopback address or "localhost": a web
+// page the node's browser loads could otherwise reach the API through DNS rebinding (a name
+// of the attacker's that resolves to 127.0.0.1) and read what it serves.
+func HostOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+		if !isLoopbackHost(host) {
+			http.Error(w, "only loopback hosts are served (allowRemote is off)", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
