@@ -5,12 +5,14 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -135,6 +137,11 @@ func TestEdgedPodSpec(t *testing.T) {
 		return got == "cm-two", fmt.Errorf("file holds %q", got)
 	})
 
+	// exec through the kubelet-style API, proxied to containerd's streaming server.
+	if out := execWebSocket(t, "127.0.0.1:20352", ns, "spec", "main", "echo", "exec-works"); strings.TrimSpace(out) != "exec-works" {
+		t.Errorf("exec through the kubelet API printed %q", out)
+	}
+
 	// Deletion runs the preStop hook (it writes to the hostPath) before stopping.
 	if err := env.Kube.CoreV1().Pods(ns).Delete(ctx, "spec", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -228,4 +235,33 @@ func containerOf(t *testing.T, ns, pod, container string) string {
 		return true, nil
 	})
 	return id
+}
+
+// execWebSocket runs a command through the kubelet-style API's /exec over WebSocket (the
+// v4.channel.k8s.io protocol: each message starts with its stream's number) and returns
+// what it printed on stdout.
+func execWebSocket(t *testing.T, server, ns, pod, container string, command ...string) string {
+	t.Helper()
+	q := url.Values{"output": {"1"}, "error": {"1"}, "command": command}
+	d := websocket.Dialer{Subprotocols: []string{"v4.channel.k8s.io"}, HandshakeTimeout: 10 * time.Second}
+	c, resp, err := d.Dial(fmt.Sprintf("ws://%s/exec/%s/%s/%s?%s", server, ns, pod, container, q.Encode()), nil)
+	if err != nil {
+		status := ""
+		if resp != nil {
+			status = resp.Status
+		}
+		t.Fatalf("exec: %v %s", err, status)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var stdout strings.Builder
+	for {
+		_, msg, err := c.ReadMessage()
+		if err != nil {
+			return stdout.String() // the server closes the stream when the command ends
+		}
+		if len(msg) > 0 && msg[0] == 1 {
+			stdout.Write(msg[1:])
+		}
+	}
 }
