@@ -211,8 +211,8 @@ func demoDeployment(replicas int32) *appsv1.Deployment {
 					TerminationGracePeriodSeconds: ptr(int64(5)),
 					Containers: []corev1.Container{{
 						Name: "demo", Image: demoImage,
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
-						Env:   []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+						Ports:        []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+						Env:          []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 						VolumeMounts: []corev1.VolumeMount{{Name: "config", MountPath: "/etc/skerry-demo"}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString("http")}},
 							PeriodSeconds: 1},
