@@ -166,7 +166,7 @@ func (m *Manager) allocatable() corev1.ResourceList {
 				err = syscall.Statfs(dir, &st)
 			}
 			if err == nil {
-				a[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(int64(st.Blocks)*st.Bsize, resource.BinarySI)
+				a[corev1.ResourceEphemeralStorage] = *resource.NewQuantity(int64(st.Blocks)*int64(st.Bsize), resource.BinarySI)
 			} else {
 				m.log.Warn("no node allocatable ephemeral-storage", "err", err)
 			}
