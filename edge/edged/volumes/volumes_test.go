@@ -173,7 +173,7 @@ func TestEmptyDirMemoryAndTeardown(t *testing.T) {
 	if st.Type != 0x01021994 {
 		t.Fatalf("not tmpfs: %x", st.Type)
 	}
-	if size := int64(st.Blocks) * st.Bsize; size != 1<<20 {
+	if size := int64(st.Blocks) * int64(st.Bsize); size != 1<<20 {
 		t.Errorf("tmpfs size %d, want 1Mi", size)
 	}
 	if err := m.Setup(ctx, pod, testFacts); err != nil { // no second mount
