@@ -10,7 +10,7 @@ LDFLAGS   = $(shell hack/version.sh)
 # Binaries that run on edge devices: pure Go so they cross-compile and run anywhere.
 EDGE_CMDS := ./cmd/edgecore
 CROSS_PLATFORMS := linux/arm64 linux/arm/7
-FUZZTIME ?= 10s
+FUZZTIME ?= 5000x
 E2E_TIMEOUT ?= 40m
 
 .PHONY: help
@@ -61,7 +61,7 @@ test-unit: ## Unit tests: fast, no root, no servers (race detector on).
 	$(GO) test -race -count=1 ./...
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZTIME (default 10s).
+fuzz: ## Run every fuzz target for FUZZTIME (default 5000x: inputs per target).
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 .PHONY: e2e

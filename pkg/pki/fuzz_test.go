@@ -1,58 +1,15 @@
 package pki
 
 import (
-	"bytes"
 	"crypto"
-	"encoding/pem"
 	"testing"
 )
 
-// seedPEM returns valid and near-valid inputs shared by the fuzz targets.
-func seedPEM(f *testing.F) [][]byte {
-	f.Helper()
-	ca, err := NewCA(CAConfig{CommonName: "fuzz-ca"})
-	if err != nil {
-		f.Fatal(err)
-	}
-	leaf, err := ca.IssueServer("leaf", []string{"localhost"}, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	keyPEM, err := EncodeKeyPEM(leaf.Key)
-	if err != nil {
-		f.Fatal(err)
-	}
-	rsaKey, err := GenerateKey(RSA2048)
-	if err != nil {
-		f.Fatal(err)
-	}
-	rsaPEM, err := EncodeKeyPEM(rsaKey)
-	if err != nil {
-		f.Fatal(err)
-	}
-	pubPEM, err := EncodePublicKeyPEM(rsaKey.Public())
-	if err != nil {
-		f.Fatal(err)
-	}
-	certPEM := EncodeCertPEM(leaf.Cert)
-	return [][]byte{
-		nil,
-		[]byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"),
-		[]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
-		certPEM,
-		append(bytes.Clone(certPEM), EncodeCertPEM(ca.Cert)...),
-		certPEM[:len(certPEM)-10],
-		keyPEM,
-		rsaPEM,
-		pubPEM,
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte{0x30, 0x00}}),
-	}
-}
+// The seeds (a CA and a leaf certificate, chains, truncated and empty blocks, PKCS#8, RSA and
+// public keys) are files under testdata/fuzz: generating keys here would run in every fuzz
+// worker as it starts, and RSA generation stalls the workers for seconds on a loaded machine.
 
 func FuzzParseCertsPEM(f *testing.F) {
-	for _, s := range seedPEM(f) {
-		f.Add(s)
-	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		certs, err := ParseCertsPEM(data)
 		if err != nil {
@@ -76,9 +33,6 @@ func FuzzParseCertsPEM(f *testing.F) {
 }
 
 func FuzzParseKeyPEM(f *testing.F) {
-	for _, s := range seedPEM(f) {
-		f.Add(s)
-	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		key, err := ParseKeyPEM(data)
 		if err != nil {
@@ -99,9 +53,6 @@ func FuzzParseKeyPEM(f *testing.F) {
 }
 
 func FuzzParsePublicKeyPEM(f *testing.F) {
-	for _, s := range seedPEM(f) {
-		f.Add(s)
-	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pub, err := ParsePublicKeyPEM(data)
 		if err != nil {
