@@ -65,11 +65,14 @@ func validatePath(p string) error {
 			return fmt.Errorf("invalid path %q: must not contain NUL", p)
 		}
 	}
-	if strings.HasPrefix(items[0], "..") && len(items[0]) > 2 {
-		return fmt.Errorf("invalid path %q: must not start with '..'", p)
-	}
-	if c := path.Clean(p); c == "." {
+	// Checked on the cleaned path too: "./..x" would otherwise put a top-level name starting
+	// with ".." (the atomic writer's own "..data" and "..<timestamp>" space) in the volume.
+	c := path.Clean(p)
+	if c == "." {
 		return fmt.Errorf("invalid path %q: names the volume itself", p)
+	}
+	if first, _, _ := strings.Cut(c, "/"); strings.HasPrefix(first, "..") {
+		return fmt.Errorf("invalid path %q: must not start with '..'", p)
 	}
 	return nil
 }
