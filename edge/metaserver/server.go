@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/skerry-io/skerry/edge/loopback"
+	"github.com/skerry-io/skerry/edge/localapi"
 	"log/slog"
 	"net"
 	"net/http"
@@ -73,7 +73,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Address = DefaultAddress
 	}
 	if !cfg.AllowRemote {
-		if err := loopback.CheckAddress("metaserver", cfg.Address); err != nil {
+		if err := localapi.CheckAddress("metaserver", cfg.Address); err != nil {
 			return nil, err
 		}
 	}
@@ -99,9 +99,9 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "metaserver"), cat: newCatalog(), stopping: make(chan struct{})}
-	s.handler = s.logRequests(s.recoverer(http.HandlerFunc(s.route)))
+	s.handler = localapi.LogRequests(s.log, s.recoverer(http.HandlerFunc(s.route)))
 	if !cfg.AllowRemote {
-		s.handler = loopback.HostOnly(s.handler)
+		s.handler = localapi.HostOnly(s.handler)
 	}
 	return s, nil
 }
@@ -223,38 +223,4 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte("ok"))
-}
-
-// statusRecorder remembers the response code for the request log; Unwrap keeps
-// http.ResponseController (flush, write deadlines) working through it.
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.code == 0 {
-		r.code = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.code == 0 {
-		r.code = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// logRequests logs every request at debug level (watches when they end).
-func (s *Server) logRequests(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		h.ServeHTTP(rec, r)
-		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
-			"code", rec.code, "duration", time.Since(start))
-	})
 }

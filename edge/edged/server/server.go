@@ -9,7 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/skerry-io/skerry/edge/loopback"
+	"github.com/skerry-io/skerry/edge/localapi"
 	"log"
 	"log/slog"
 	"net"
@@ -98,7 +98,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Address = DefaultAddress
 	}
 	if !cfg.AllowRemote {
-		if err := loopback.CheckAddress("edged server", cfg.Address); err != nil {
+		if err := localapi.CheckAddress("edged server", cfg.Address); err != nil {
 			return nil, err
 		}
 	}
@@ -144,10 +144,10 @@ func New(cfg Config) (*Server, error) {
 	h = s.limitBody(h)
 	h = s.recoverer(h)
 	if !cfg.AllowRemote {
-		h = loopback.HostOnly(h)
+		h = localapi.HostOnly(h)
 	}
 	h = s.track(h)
-	s.handler = s.logRequests(h)
+	s.handler = localapi.LogRequests(s.log, h)
 	return s, nil
 }
 
@@ -459,40 +459,6 @@ func (s *Server) recoverer(h http.Handler) http.Handler {
 			}
 		}()
 		h.ServeHTTP(w, r)
-	})
-}
-
-// statusRecorder remembers the response code for the request log; Unwrap keeps
-// http.ResponseController (flush, hijack) working through it.
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.code == 0 {
-		r.code = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.code == 0 {
-		r.code = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// logRequests logs every request at debug level (streams when they end).
-func (s *Server) logRequests(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		h.ServeHTTP(rec, r)
-		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
-			"code", rec.code, "duration", time.Since(start))
 	})
 }
 

@@ -1,13 +1,16 @@
-// Package loopback guards edgecore's unauthenticated local APIs (MetaServer, the
-// kubelet-style API): they listen on loopback only, and refuse requests whose Host header
-// names anything else, unless the operator explicitly allows remote access.
-package loopback
+// Package localapi is what edgecore's local HTTP APIs (MetaServer, the kubelet-style API)
+// share. They have no authentication, so they listen on loopback only and refuse requests
+// whose Host header names anything else, unless the operator explicitly allows remote access;
+// and they log every request the same way.
+package localapi
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // CheckAddress refuses a listen address whose host is not a loopback IP or "localhost".
@@ -48,3 +51,37 @@ func isLoopbackHost(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// LogRequests logs every request at debug level, when it ends (streams included).
+func LogRequests(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		h.ServeHTTP(rec, r)
+		log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
+			"code", rec.code, "duration", time.Since(start))
+	})
+}
+
+// statusRecorder remembers the response code for the request log; Unwrap keeps
+// http.ResponseController (flush, hijack, write deadlines) working through it.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -1,4 +1,4 @@
-package loopback
+package localapi
 
 import (
 	"net/http"
