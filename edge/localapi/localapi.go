@@ -5,6 +5,7 @@
 package localapi
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -85,3 +86,27 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// NewServer is the http.Server every local API uses: header and idle limits, and the
+// server's own errors logged at debug level. No WriteTimeout: watches, followed logs and exec
+// sessions last as long as their client.
+func NewServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// Shutdown stops srv gracefully within ctx, closing what is still open when ctx ends first;
+// the error says the graceful part timed out.
+func Shutdown(ctx context.Context, srv *http.Server, log *slog.Logger) error {
+	err := srv.Shutdown(ctx)
+	if err != nil {
+		log.Warn("graceful shutdown timed out, closing connections", "err", err)
+		_ = srv.Close()
+	}
+	return err
+}

@@ -171,14 +171,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		_ = ln.Close()
 		return errors.New("edged server: Serve called twice")
 	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
-		ErrorLog:          s.errLog,
-		// No WriteTimeout: followed logs and exec sessions last as long as their client.
-	}
+	srv := localapi.NewServer(s.handler, s.log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info("serving", "address", ln.Addr().String())
@@ -190,11 +183,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.stop()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
-	err := srv.Shutdown(sctx)
-	if err != nil {
-		s.log.Warn("graceful shutdown timed out, closing connections", "err", err)
-		_ = srv.Close()
-	}
+	err := localapi.Shutdown(sctx, srv, s.log)
 	if serveErr == nil {
 		<-errc // http.ErrServerClosed
 	}
