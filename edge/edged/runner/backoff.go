@@ -48,3 +48,19 @@ func (b *backoff) inBackoffSince(key string, t time.Time) (bool, time.Time, *bac
 }
 
 func (b *backoff) reset(key string) { delete(b.entries, key) }
+
+// seed restores the delay of a key that has taken steps back-off steps, the last at t, unless
+// the key is known already. It is the state next would have left after steps+1 failures.
+func (b *backoff) seed(key string, t time.Time, steps uint32) {
+	if _, ok := b.entries[key]; ok || steps == 0 {
+		return
+	}
+	d := b.initial
+	for range steps - 1 {
+		if d >= b.limit {
+			break
+		}
+		d *= 2
+	}
+	b.entries[key] = &backoffEntry{delay: min(d, b.limit), lastUpdate: t}
+}

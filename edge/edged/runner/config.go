@@ -471,6 +471,7 @@ func (w *worker) containerConfig(ctx context.Context, pod *corev1.Pod, c *corev1
 		Labels:     labels,
 		Annotations: map[string]string{
 			annotationRestartCount: strconv.FormatUint(uint64(attempt), 10),
+			annotationHash:         containerHash(c),
 			annotationPodUID:       string(pod.UID),
 			annotationGracePeriod:  strconv.FormatInt(gracePeriod(pod), 10),
 		},

@@ -2,12 +2,14 @@
 // level-triggered reconcile of the store's pods against the runtime's sandboxes and
 // containers, one worker goroutine per pod.
 //
-// Not done (on purpose or for lack of time): container spec changes other than deletion do
-// not restart containers (the kubelet compares a hash of the container spec); native sidecars
-// (init containers with restartPolicy) and ephemeral containers are refused; readinessGates
-// are ignored (Ready follows ContainersReady); unused images are not garbage-collected; the
-// termination-log file is not mounted; back-off state lives in memory only, so a restart of
-// edgecore restarts crash-looping containers at once.
+// A running container whose spec changed (in a pod, only the image can) is replaced, as the
+// kubelet does, by comparing a hash recorded on the container. The crash back-off survives an
+// edgecore restart: it follows from the exited attempt's number and finish time, which the
+// runtime keeps.
+//
+// Not done: native sidecars (init containers with restartPolicy) and ephemeral containers are
+// refused; service environment variables (enableServiceLinks) are not injected, because
+// Services are not synced to the edge yet.
 package runner
 
 import (

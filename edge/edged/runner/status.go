@@ -83,7 +83,7 @@ func (w *worker) containerStatus(pod *corev1.Pod, c *corev1.Container, v *view, 
 		cs.State.Running = &corev1.ContainerStateRunning{StartedAt: nanoTime(cur.status.GetStartedAt())}
 		cs.Ready, started = w.readiness(c, cur, isInit)
 	case cur.exited():
-		term := terminated(w.r.containerID(cur.id), cur)
+		term := terminated(w.r.containerID(cur.id), cur, w.terminationMessage(c, cur))
 		if wait != nil {
 			cs.State.Waiting = wait
 			cs.LastTerminationState.Terminated = term
@@ -99,7 +99,7 @@ func (w *worker) containerStatus(pod *corev1.Pod, c *corev1.Container, v *view, 
 		cs.State.Waiting = wait
 	}
 	if prev := v.previous(c.Name); prev != nil && prev.exited() {
-		cs.LastTerminationState.Terminated = terminated(w.r.containerID(prev.id), prev)
+		cs.LastTerminationState.Terminated = terminated(w.r.containerID(prev.id), prev, w.terminationMessage(c, prev))
 	}
 	return finish(cs, started)
 }
@@ -122,12 +122,17 @@ func (w *worker) readiness(c *corev1.Container, cur *ctr, isInit bool) (bool, bo
 	return started && c.ReadinessProbe == nil, started
 }
 
-func terminated(containerID string, c *ctr) *corev1.ContainerStateTerminated {
+// terminated is an exited container's state; message is its termination message (the
+// runtime's own message, if any, when that is empty).
+func terminated(containerID string, c *ctr, message string) *corev1.ContainerStateTerminated {
 	s := c.status
+	if message == "" {
+		message = s.GetMessage()
+	}
 	t := &corev1.ContainerStateTerminated{
 		ExitCode:    s.GetExitCode(),
 		Reason:      s.GetReason(),
-		Message:     s.GetMessage(),
+		Message:     message,
 		StartedAt:   nanoTime(s.GetStartedAt()),
 		FinishedAt:  nanoTime(s.GetFinishedAt()),
 		ContainerID: containerID,
@@ -206,8 +211,9 @@ func (w *worker) phase(pod *corev1.Pod, v *view, st *corev1.PodStatus) corev1.Po
 	return corev1.PodPending
 }
 
-// podConditions are PodScheduled, Initialized, ContainersReady and Ready. readinessGates
-// are ignored: nothing on the edge sets them, so Ready follows ContainersReady.
+// podConditions are PodScheduled, Initialized, ContainersReady and Ready. Ready also needs
+// every readiness gate's condition True in the pod's status, as set by whoever owns the gate
+// in the cloud (the pod in the store carries it).
 func (w *worker) podConditions(pod *corev1.Pod, st *corev1.PodStatus, initDone bool) []corev1.PodCondition {
 	terminal := st.Phase == corev1.PodSucceeded || st.Phase == corev1.PodFailed
 	var conds []corev1.PodCondition
@@ -248,6 +254,34 @@ func (w *worker) podConditions(pod *corev1.Pod, st *corev1.PodStatus, initDone b
 	}
 	ready := len(unready) == 0 && !terminal && initDone
 	set(corev1.ContainersReady, ready, reason, msg)
+	if ready {
+		if why := unmetGates(pod); why != "" {
+			set(corev1.PodReady, false, "ReadinessGatesNotReady", why)
+			return conds
+		}
+	}
 	set(corev1.PodReady, ready, reason, msg)
 	return conds
+}
+
+// unmetGates names the pod's readiness gates whose condition is missing or not True, in the
+// kubelet's words, or "" when all are met.
+func unmetGates(pod *corev1.Pod) string {
+	var why []string
+	for _, g := range pod.Spec.ReadinessGates {
+		var found *corev1.PodCondition
+		for i := range pod.Status.Conditions {
+			if pod.Status.Conditions[i].Type == g.ConditionType {
+				found = &pod.Status.Conditions[i]
+				break
+			}
+		}
+		switch {
+		case found == nil:
+			why = append(why, fmt.Sprintf("corresponding condition of pod readiness gate %q does not exist.", g.ConditionType))
+		case found.Status != corev1.ConditionTrue:
+			why = append(why, fmt.Sprintf("the status of pod readiness gate %q is not \"True\", but %v", g.ConditionType, found.Status))
+		}
+	}
+	return strings.Join(why, ", ")
 }

@@ -139,6 +139,13 @@ func (w *worker) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, e
 			c := &pod.Spec.Containers[i]
 			cur := v.newest(c.Name, sb)
 			switch {
+			case cur != nil && cur.running() && cur.specChanged(containerHash(c)):
+				why := fmt.Sprintf("Container %s definition changed, will be restarted", c.Name)
+				if err := w.killContainer(ctx, pod, cur, gracePeriod(pod), why); err != nil {
+					return 0, err
+				}
+				// Restarted whatever the restart policy says, as the kubelet does: the
+				// container did not fail, its spec changed.
 			case cur != nil && cur.running():
 				if ps, ok := w.r.cfg.Prober.State(cur.id); ok && ps.Unhealthy {
 					why := fmt.Sprintf("Container %s failed liveness probe, will be restarted", c.Name)
@@ -228,11 +235,27 @@ func (w *worker) needsSandbox(pod *corev1.Pod, v *view) bool {
 // crashBackoff applies the kubelet's restart back-off to the container that exited: true
 // (and when it ends) while the container must wait.
 func (w *worker) crashBackoff(ctx context.Context, pod *corev1.Pod, c *corev1.Container, cur *ctr) (bool, time.Time) {
-	finished := cur.finishedAt()
-	if finished.Sub(cur.startedAt()) >= resetBackoffAfter {
-		w.crashBO.reset(c.Name) // it ran long enough: not a crash loop
+	hash := containerHash(c)
+	if cur.specChanged(hash) {
+		return false, time.Time{} // a new spec is not a crash loop
 	}
-	if in, until, e := w.crashBO.inBackoffSince(c.Name, finished); in {
+	key := backoffKey(c, hash)
+	finished := cur.finishedAt()
+	ranLong := finished.Sub(cur.startedAt()) >= resetBackoffAfter
+	if !w.crashSeeded[key] {
+		// The first look at this container since the worker started (after an edgecore
+		// restart, say): the delay it had is not in memory, but the runtime keeps what it
+		// follows from, the attempt that exited and when. Attempt n ≥ 1 exiting means n
+		// back-off steps were taken.
+		w.crashSeeded[key] = true
+		if !ranLong {
+			w.crashBO.seed(key, finished, cur.attempt)
+		}
+	}
+	if ranLong {
+		w.crashBO.reset(key) // it ran long enough: not a crash loop
+	}
+	if in, until, e := w.crashBO.inBackoffSince(key, finished); in {
 		w.waiting[c.Name] = &corev1.ContainerStateWaiting{
 			Reason:  reasonCrashLoopBackOff,
 			Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s", e.delay, c.Name, podDesc(pod)),
@@ -240,7 +263,7 @@ func (w *worker) crashBackoff(ctx context.Context, pod *corev1.Pod, c *corev1.Co
 		w.event(ctx, pod, corev1.EventTypeWarning, "BackOff", fmt.Sprintf("Back-off restarting failed container %s in pod %s", c.Name, podDesc(pod)))
 		return true, until
 	}
-	w.crashBO.next(c.Name, finished, "")
+	w.crashBO.next(key, finished, "")
 	return false, time.Time{}
 }
 
@@ -313,6 +336,13 @@ func (w *worker) startContainer(ctx context.Context, pod *corev1.Pod, c *corev1.
 		mounts = append(mounts, hosts)
 	}
 	attempt := v.nextAttempt(c.Name)
+	term, err := w.terminationMount(c, attempt, mounts)
+	if err != nil {
+		return failed(reasonCreateConfigError, err)
+	}
+	if term != nil {
+		mounts = append(mounts, term)
+	}
 	cfg, err := w.containerConfig(ctx, pod, c, attempt, ref, envs, mounts)
 	if err != nil {
 		return failed(reasonCreateConfigError, err)
@@ -368,6 +398,7 @@ func (w *worker) gc(ctx context.Context, v *view) {
 				continue
 			}
 			w.r.cfg.Prober.Remove(c.id)
+			w.forgetTermination(c)
 		}
 	}
 	for _, sb := range v.sandboxes {

@@ -67,8 +67,10 @@ func (w *worker) teardown(ctx context.Context, pod *corev1.Pod, grace *int64) er
 		return err
 	}
 	podDir := filepath.Join(w.r.cfg.PodsDir, string(w.uid))
-	if err := os.RemoveAll(filepath.Join(podDir, "logs")); err != nil {
-		return fmt.Errorf("remove logs: %w", err)
+	for _, d := range []string{"logs", "containers"} {
+		if err := os.RemoveAll(filepath.Join(podDir, d)); err != nil {
+			return fmt.Errorf("remove %s: %w", d, err)
+		}
 	}
 	_ = os.Remove(podDir) // only if Volumes left it empty
 	w.log.Info("pod torn down", "sandboxes", len(v.sandboxes), "containers", len(v.all))

@@ -38,9 +38,11 @@ type worker struct {
 
 	// The rest belongs to the worker's goroutine.
 	log         *slog.Logger
-	last        *corev1.Pod // the last pod synced: what to tear down once it is gone
-	crashBO     *backoff    // per container name
-	pullBO      *backoff    // per image
+	last        *corev1.Pod       // the last pod synced: what to tear down once it is gone
+	crashBO     *backoff          // per backoffKey
+	crashSeeded map[string]bool   // backoffKeys whose back-off was seeded from the runtime
+	termMsgs    map[string]string // termination messages of exited containers, by container ID
+	pullBO      *backoff          // per image
 	waiting     map[string]*corev1.ContainerStateWaiting
 	startTime   *metav1.Time
 	conditions  map[corev1.PodConditionType]corev1.PodCondition
@@ -53,13 +55,15 @@ type worker struct {
 
 func newWorker(r *Runner, uid types.UID) *worker {
 	return &worker{
-		r:          r,
-		uid:        uid,
-		wake:       make(chan struct{}, 1),
-		log:        r.log.With("uid", string(uid)),
-		crashBO:    newBackoff(r.clock, 10*time.Second, 5*time.Minute),
-		pullBO:     newBackoff(r.clock, 10*time.Second, 5*time.Minute),
-		conditions: map[corev1.PodConditionType]corev1.PodCondition{},
+		r:           r,
+		uid:         uid,
+		wake:        make(chan struct{}, 1),
+		log:         r.log.With("uid", string(uid)),
+		crashBO:     newBackoff(r.clock, 10*time.Second, 5*time.Minute),
+		crashSeeded: map[string]bool{},
+		termMsgs:    map[string]string{},
+		pullBO:      newBackoff(r.clock, 10*time.Second, 5*time.Minute),
+		conditions:  map[corev1.PodConditionType]corev1.PodCondition{},
 	}
 }
 
