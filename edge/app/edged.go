@@ -38,7 +38,6 @@ func startEdged(ctx context.Context, start func(string, func(context.Context) er
 	podsDir := filepath.Join(cfg.DataDir, "pods")
 	objs := objects.Store{DB: db}
 	vols := volumes.New(volumes.Config{Root: podsDir, Objects: objs, Logger: log.With("component", "volumes")})
-	prober := probe.New(probe.Config{Exec: rt, Logger: log.With("component", "prober")})
 	hooks := probe.NewHookRunner(probe.Config{Exec: rt, Logger: log.With("component", "hooks")})
 	rep := report.New(db.Outbox(), notify, cfg.NodeName, log.With("component", "podstatus"))
 
@@ -56,6 +55,9 @@ func startEdged(ctx context.Context, start func(string, func(context.Context) er
 		status = static.StatusSink(rep)
 	}
 
+	// Probe failures become the kubelet's Unhealthy events, through the same sink as the
+	// runner's (static pods' events go to their mirror pods).
+	prober := probe.New(probe.Config{Exec: rt, Event: status.Event, Logger: log.With("component", "prober")})
 	hostIP := nodeInternalIP(ctx, node)
 	r, err := runner.New(runner.Config{
 		Runtime: rt.Runtime(), Images: rt.ImageService(), Store: db,

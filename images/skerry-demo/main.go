@@ -71,6 +71,14 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// GRPC_PORT, when set, adds the gRPC health service (for grpc probes).
+	if gp := os.Getenv("GRPC_PORT"); gp != "" {
+		gln, err := net.Listen("tcp", net.JoinHostPort("", gp))
+		if err != nil {
+			return err
+		}
+		defer serveGRPCHealth(gln, log).GracefulStop()
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "version", version, "config_file", configFile)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -2,15 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 func newTestApp(t *testing.T, configFile string, env []string, logs io.Writer) *httptest.Server {
@@ -129,5 +136,25 @@ func TestHealthAndLogging(t *testing.T) {
 	}
 	if rec.Msg != "request" || rec.Method != "GET" || rec.Path != "/nope" || rec.Status != 404 {
 		t.Errorf("log line = %+v", rec)
+	}
+}
+
+func TestGRPCHealth(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveGRPCHealth(ln, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	defer srv.GracefulStop()
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Check: %v %v", resp, err)
 	}
 }

@@ -58,6 +58,7 @@ type iter struct {
 }
 
 type harness struct {
+	events  eventLog
 	t       *testing.T
 	m       *Manager
 	clk     *testingclock.FakeClock
@@ -69,7 +70,8 @@ type harness struct {
 func newHarness(t *testing.T, exec Execer) *harness {
 	t.Helper()
 	clk := testingclock.NewFakeClock(time.Unix(1_000_000, 0))
-	h := &harness{t: t, clk: clk, iters: make(chan iter, 1<<14), m: New(Config{Exec: exec, Clock: clk})}
+	h := &harness{t: t, clk: clk, iters: make(chan iter, 1<<14)}
+	h.m = New(Config{Exec: exec, Clock: clk, Event: h.events.record})
 	h.m.afterIteration = func(id string, k kind, probed bool) { h.iters <- iter{id, k, probed} }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -222,6 +224,10 @@ func TestLivenessThreshold(t *testing.T) {
 	s := h.state("id1")
 	if !s.Unhealthy || s.Message != "Liveness probe failed: live out" || !s.Ready {
 		t.Fatalf("state %+v", s)
+	}
+	// Every failure, not only the one that crossed the threshold, is an Unhealthy event.
+	if got := h.events.count("Warning Unhealthy u1: Liveness probe failed: live out"); got != 5 {
+		t.Errorf("%d Unhealthy events, want 5: %q", got, h.events.all())
 	}
 	h.wantChange("u1")
 	// Probing stops for the dying container.
@@ -557,4 +563,32 @@ type execFunc func(ctx context.Context, id string, cmd []string, timeout time.Du
 
 func (f execFunc) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) ([]byte, []byte, int32, error) {
 	return f(ctx, id, cmd, timeout)
+}
+
+// eventLog records the events the manager emits.
+type eventLog struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (l *eventLog) record(_ context.Context, pod *corev1.Pod, eventType, reason, message string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.list = append(l.list, fmt.Sprintf("%s %s %s: %s", eventType, reason, pod.UID, message))
+}
+
+func (l *eventLog) count(s string) int {
+	n := 0
+	for _, e := range l.all() {
+		if e == s {
+			n++
+		}
+	}
+	return n
+}
+
+func (l *eventLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.list...)
 }

@@ -27,7 +27,10 @@ type Execer interface {
 
 // Config configures a Manager or a HookRunner.
 type Config struct {
-	Exec   Execer
+	Exec Execer
+	// Event, if set, records the kubelet's Warning "Unhealthy" event for every failed or
+	// errored probe (the sink deduplicates repeats).
+	Event  func(ctx context.Context, pod *corev1.Pod, eventType, reason, message string)
 	Logger *slog.Logger     // nil: discard
 	Clock  clock.WithTicker // nil: the real clock; tests pass a fake one
 }
@@ -73,6 +76,7 @@ type Manager struct {
 	log   *slog.Logger
 	clock clock.WithTicker
 	h     *handlers
+	event func(ctx context.Context, pod *corev1.Pod, eventType, reason, message string)
 
 	// ctx is cancelled when Run ends; every worker runs under it.
 	ctx    context.Context
@@ -102,6 +106,7 @@ func New(cfg Config) *Manager {
 		log:        cfg.Logger,
 		clock:      cfg.Clock,
 		h:          newHandlers(cfg.Exec),
+		event:      cfg.Event,
 		ctx:        ctx,
 		cancel:     cancel,
 		changes:    make(chan types.UID, changesBuffer),
@@ -167,6 +172,7 @@ type container struct {
 	id        string
 	uid       types.UID
 	pod       string // namespace/name, for logs
+	obj       *corev1.Pod // what events are about
 	c         *corev1.Container
 	t         target
 	startedAt time.Time
@@ -205,6 +211,7 @@ func (m *Manager) Add(pod *corev1.Pod, c *corev1.Container, containerID string, 
 		id:        containerID,
 		uid:       pod.UID,
 		pod:       pod.Namespace + "/" + pod.Name,
+		obj:       pod.DeepCopy(),
 		c:         cc,
 		t:         target{containerID: containerID, c: cc, host: host, hostErr: hostErr},
 		startedAt: startedAt(pod, c.Name, containerID, m.clock.Now()),
@@ -408,10 +415,12 @@ func (w *worker) once(ctx context.Context) (more, probed bool) {
 	if err != nil {
 		// The kubelet throws away an attempt that could not run: the state stays as it was.
 		w.m.log.Debug("probe errored", "pod", w.ct.pod, "container", w.ct.c.Name, "probe", w.kind.String(), "err", err)
+		w.unhealthyEvent(ctx, w.kind.String()+" probe errored: "+err.Error())
 		return true, true
 	}
 	if r == failure {
 		w.m.log.Debug("probe failed", "pod", w.ct.pod, "container", w.ct.c.Name, "probe", w.kind.String(), "output", out)
+		w.unhealthyEvent(ctx, w.kind.String()+" probe failed: "+out)
 	}
 	if w.lastRes == r {
 		w.resRun++
@@ -431,4 +440,11 @@ func (w *worker) once(ctx context.Context) (more, probed bool) {
 		return false, true
 	}
 	return true, true
+}
+
+// unhealthyEvent records the kubelet's event for a probe that failed or could not run.
+func (w *worker) unhealthyEvent(ctx context.Context, message string) {
+	if w.m.event != nil {
+		w.m.event(ctx, w.ct.obj, corev1.EventTypeWarning, "Unhealthy", message)
+	}
 }

@@ -145,6 +145,12 @@ func (e *Env) script(ctx context.Context, log io.Writer, name string) error {
 	return cmd.Run()
 }
 
+// RuntimeUp runs hack/runtime-up.sh, which starts whatever part of the runtime has stopped
+// (containerd after a crash, say) and waits until CRI answers.
+func (e *Env) RuntimeUp(ctx context.Context, log io.Writer) error {
+	return e.script(ctx, log, "hack/runtime-up.sh")
+}
+
 // RunKubectl runs the pinned kubectl against the local cluster with fixed arguments and returns
 // its stdout; on failure the error carries stderr.
 func (e *Env) RunKubectl(ctx context.Context, args ...string) (string, error) {
