@@ -171,7 +171,7 @@ func (m *Manager) notify(uid types.UID) {
 type container struct {
 	id        string
 	uid       types.UID
-	pod       string // namespace/name, for logs
+	pod       string      // namespace/name, for logs
 	obj       *corev1.Pod // what events are about
 	c         *corev1.Container
 	t         target
