@@ -11,7 +11,8 @@ packages=(
   etcd-server                                 # storage of the local kube-apiserver
   mosquitto mosquitto-clients                 # external MQTT broker and independent MQTT peer for tests
   docker-registry skopeo                      # local image registry and a tool to inspect it
-  protobuf-compiler                           # DMI gRPC code generation
+  protobuf-compiler libprotobuf-dev           # DMI gRPC code generation (protoc and the well-known types)
+  python3 python3-pymodbus                    # an independent Modbus implementation our protocol package is checked against
   iproute2 iptables                           # pod networking (CNI bridge, portmap) and fault injection
   curl ca-certificates procps psmisc git make gcc libc6-dev # script tools; gcc for go test -race
 )

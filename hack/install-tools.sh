@@ -20,6 +20,8 @@ tools=(
   "deepcopy-gen=k8s.io/code-generator/cmd/deepcopy-gen"
   "informer-gen=k8s.io/code-generator/cmd/informer-gen"
   "lister-gen=k8s.io/code-generator/cmd/lister-gen"
+  "protoc-gen-go=google.golang.org/protobuf/cmd/protoc-gen-go"
+  "protoc-gen-go-grpc=google.golang.org/grpc/cmd/protoc-gen-go-grpc"
   "staticcheck=honnef.co/go/tools/cmd/staticcheck"
 )
 

@@ -3,7 +3,8 @@
 #   1. zz_generated.deepcopy.go in every package marked +k8s:deepcopy-gen=package  (deepcopy-gen)
 #   2. the typed clientset, listers and informers under pkg/client  (client-, lister-, informer-gen)
 #   3. the CRD manifests under manifests/crds  (controller-gen)
-#   4. gofmt on the generated Go code
+#   4. the DMI gRPC code from api/**/*.proto  (protoc with protoc-gen-go and protoc-gen-go-grpc)
+#   5. gofmt on the generated Go code
 # Previous output is removed first, so types that were deleted leave no stale files behind.
 #
 # Run from anywhere. SKERRY_ROOT selects the tree to generate into (hack/verify-codegen.sh points
@@ -18,6 +19,11 @@ SKERRY_ROOT="$self_root" SKERRY_TOOLS_BIN="$tools_bin" "${self_root}/hack/instal
 module=github.com/skerry-io/skerry
 boilerplate="${self_root}/hack/boilerplate.go.txt"
 client_pkg="${module}/pkg/client"
+# The generated .pb.go files name the protoc version in their header, so a different protoc
+# would make `make verify` fail on every run: insist on the one the checked-in code came from.
+protoc_bin="${PROTOC:-protoc}"
+protoc_version="libprotoc 3.21.12"
+protoc_include="${PROTOC_INCLUDE:-/usr/include}" # holds google/protobuf/any.proto
 
 cd "$SKERRY_ROOT"
 [[ $(go list -m) == "$module" ]] || skerry::die "${SKERRY_ROOT} is not the ${module} module"
@@ -98,6 +104,24 @@ for name in "${!pids[@]}"; do
   fi
 done
 ((${#failed[@]} == 0)) || skerry::die "generator(s) failed: ${failed[*]}"
+
+mapfile -t protos < <(find api -name '*.proto' | LC_ALL=C sort)
+skerry::log "protobuf: ${protos[*]:-none}"
+find api \( -name '*.pb.go' -o -name '*_grpc.pb.go' \) -delete
+if ((${#protos[@]})); then
+  command -v "$protoc_bin" >/dev/null || skerry::die "protoc not found (apt-get install protobuf-compiler)"
+  [[ $("$protoc_bin" --version) == "$protoc_version" ]] ||
+    skerry::die "need ${protoc_version}, have $("$protoc_bin" --version): the generated headers would differ"
+  [[ -f ${protoc_include}/google/protobuf/any.proto ]] ||
+    skerry::die "no well-known protobuf types under ${protoc_include} (apt-get install libprotobuf-dev)"
+  # Paths relative to the tree root, so each file registers as api/<...>.proto: unique in a binary.
+  "$protoc_bin" -I . -I "$protoc_include" \
+    --plugin=protoc-gen-go="${tools_bin}/protoc-gen-go" \
+    --plugin=protoc-gen-go-grpc="${tools_bin}/protoc-gen-go-grpc" \
+    --go_out=. --go_opt=paths=source_relative \
+    --go-grpc_out=. --go-grpc_opt=paths=source_relative \
+    "${protos[@]}"
+fi
 
 skerry::log "gofmt"
 find api pkg/client/clientset pkg/client/listers pkg/client/informers -name '*.go' \

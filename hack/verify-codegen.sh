@@ -27,9 +27,9 @@ here=$SKERRY_ROOT
 SKERRY_ROOT="$scratch" SKERRY_TOOLS_BIN="${SKERRY_OUTPUT}/tools/bin" "${here}/hack/update-codegen.sh"
 
 # Compare everything update-codegen.sh writes, in both directions (changed, missing and stale
-# extra files): the output directories, and the deep-copy files of both trees.
+# extra files): the output directories, and the deep-copy and protobuf files of both trees.
 mapfile -t deepcopy_files < <(
-  { find api -name zz_generated.deepcopy.go; (cd "$scratch" && find api -name zz_generated.deepcopy.go); } 2>/dev/null |
+  { find api -name zz_generated.deepcopy.go -o -name '*.pb.go'; (cd "$scratch" && find api -name zz_generated.deepcopy.go -o -name '*.pb.go'); } 2>/dev/null |
     LC_ALL=C sort -u
 )
 out=$(

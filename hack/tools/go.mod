@@ -3,6 +3,8 @@ module github.com/skerry-io/skerry/hack/tools
 go 1.26.0
 
 require (
+	google.golang.org/grpc/cmd/protoc-gen-go-grpc v1.6.2
+	google.golang.org/protobuf v1.36.12
 	honnef.co/go/tools v0.8.2
 	k8s.io/code-generator v0.36.6
 	sigs.k8s.io/controller-tools v0.21.0
@@ -48,7 +50,6 @@ require (
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
 	golang.org/x/tools v0.51.0 // indirect
-	google.golang.org/protobuf v1.36.12-0.20260120151049-f2248ac996af // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package modbus
+
+const noctty = 0
