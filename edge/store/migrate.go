@@ -118,6 +118,43 @@ func schema() []migration {
 				`ALTER TABLE objects ADD COLUMN local INTEGER NOT NULL DEFAULT 0`,
 			},
 		},
+		{
+			version: 5,
+			name:    "device twins",
+			stmts: []string{
+				// One row per device the twin engine knows (twins.go). device is the
+				// edge-form key ("default/device/thermo-1"); uid tells a re-created
+				// device from the old one. dirty is 0 when the device's status was
+				// enqueued upstream after its last change, else the generation of the
+				// newest change not yet enqueued, so a restart knows what to send.
+				`CREATE TABLE twin_devices (
+					device      TEXT PRIMARY KEY NOT NULL,
+					uid         TEXT NOT NULL,
+					state       TEXT NOT NULL,
+					last_online TEXT NOT NULL,
+					dirty       INTEGER NOT NULL DEFAULT 0
+				) WITHOUT ROWID`,
+				// One row per device property. Values are JSON {"value","metadata"} or
+				// NULL when unset; cloud_desired is the Device's desired value last seen,
+				// so a resend of an unchanged Device does not override an edge-set
+				// expected value.
+				`CREATE TABLE twins (
+					device                 TEXT NOT NULL REFERENCES twin_devices(device) ON DELETE CASCADE,
+					property               TEXT NOT NULL,
+					type                   TEXT NOT NULL,
+					optional               INTEGER NOT NULL DEFAULT 0,
+					expected               BLOB,
+					actual                 BLOB,
+					observed_desired       BLOB,
+					cloud_desired          BLOB,
+					expected_version_cloud INTEGER NOT NULL DEFAULT 0,
+					expected_version_edge  INTEGER NOT NULL DEFAULT 0,
+					actual_version_cloud   INTEGER NOT NULL DEFAULT 0,
+					actual_version_edge    INTEGER NOT NULL DEFAULT 0,
+					PRIMARY KEY (device, property)
+				) WITHOUT ROWID`,
+			},
+		},
 	}
 }
 

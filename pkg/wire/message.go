@@ -22,6 +22,9 @@ const (
 	OpError     Operation = "error"
 	OpUpload    Operation = "upload"
 	OpKeepalive Operation = "keepalive"
+	// OpPublish carries a message an edge app published on MQTT up to the cloud
+	// (docs/protocol.md, "Devices").
+	OpPublish Operation = "publish"
 )
 
 // Group is route.group. Like [Operation] it is an open set on the wire.

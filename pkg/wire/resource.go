@@ -29,6 +29,10 @@ const (
 	TypeDeviceModel         ResourceType = "devicemodel"
 	TypeMembership          ResourceType = "membership"
 	TypeTwin                ResourceType = "twin"
+	// TypeDeviceStatus and TypeMQTTUpload are skerry's upstream device messages
+	// (docs/protocol.md, "Devices").
+	TypeDeviceStatus ResourceType = "devicestatus"
+	TypeMQTTUpload   ResourceType = "mqttupload"
 )
 
 // NullNamespace is the namespace token of cluster-scoped objects. It makes a namespace really
