@@ -1,8 +1,9 @@
 // Package app wires cloudcore together: the Kubernetes client, the CA and serving certificate
 // kept in Secrets (package ca), the bootstrap HTTPS service, CloudHub with its WebSocket and
 // QUIC servers, EdgeController (the node graph, its informers, the service-account tokens and
-// the upstream handlers behind the node authorizer), and the admin endpoint (/healthz,
-// /readyz, /metrics, /debug/nodes).
+// the upstream handlers behind the node authorizer), DeviceController (Devices and
+// DeviceModels into the same graph), and the admin endpoint (/healthz, /readyz, /metrics,
+// /debug/nodes).
 package app
 
 import (
@@ -27,12 +28,15 @@ import (
 	"github.com/skerry-io/skerry/cloud/bootstrap"
 	"github.com/skerry-io/skerry/cloud/ca"
 	"github.com/skerry-io/skerry/cloud/config"
+	"github.com/skerry-io/skerry/cloud/devicecontroller"
 	"github.com/skerry-io/skerry/cloud/edgecontroller"
 	"github.com/skerry-io/skerry/cloud/edgecontroller/authz"
+	"github.com/skerry-io/skerry/cloud/edgecontroller/graph"
 	"github.com/skerry-io/skerry/cloud/edgecontroller/tokens"
 	"github.com/skerry-io/skerry/cloud/edgecontroller/upstream"
 	"github.com/skerry-io/skerry/cloud/hub"
 	"github.com/skerry-io/skerry/cloud/hub/queue"
+	"github.com/skerry-io/skerry/pkg/client/clientset/versioned"
 	"github.com/skerry-io/skerry/pkg/transport"
 	"github.com/skerry-io/skerry/pkg/wire"
 )
@@ -46,20 +50,21 @@ const (
 
 // Run runs cloudcore until ctx is cancelled or a component fails.
 func Run(ctx context.Context, cfg *config.CloudCore, log *slog.Logger) error {
-	client, err := NewKubeClient(cfg.KubeAPI)
+	client, devices, err := NewClients(cfg.KubeAPI)
 	if err != nil {
 		return err
 	}
-	a, err := New(ctx, cfg, client, log)
+	a, err := New(ctx, cfg, client, devices, log)
 	if err != nil {
 		return err
 	}
 	return a.Run(ctx)
 }
 
-// NewKubeClient builds a client from the kubeconfig file named in cfg, or from the in-cluster
-// service account when it names none.
-func NewKubeClient(cfg config.KubeAPI) (kubernetes.Interface, error) {
+// NewClients builds the Kubernetes client and the device API client from the kubeconfig file
+// named in cfg, or from the in-cluster service account when it names none. They share the
+// connection settings, not the rate limit.
+func NewClients(cfg config.KubeAPI) (kubernetes.Interface, versioned.Interface, error) {
 	var rc *rest.Config
 	var err error
 	if cfg.Kubeconfig != "" {
@@ -68,12 +73,20 @@ func NewKubeClient(cfg config.KubeAPI) (kubernetes.Interface, error) {
 		rc, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("kubeAPI: %w", err)
+		return nil, nil, fmt.Errorf("kubeAPI: %w", err)
 	}
 	rc.QPS = cfg.QPS
 	rc.Burst = cfg.Burst
 	rc.UserAgent = "skerry-cloudcore"
-	return kubernetes.NewForConfig(rc)
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubeAPI: %w", err)
+	}
+	devices, err := versioned.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubeAPI: device client: %w", err)
+	}
+	return kube, devices, nil
 }
 
 // App is a cloudcore whose listeners are open; [App.Run] serves them.
@@ -84,6 +97,7 @@ type App struct {
 
 	hub       *hub.Hub
 	ctrl      *edgecontroller.Controller
+	devices   *devicecontroller.Controller
 	podTokens *tokens.Manager
 	authz     *authz.Authorizer
 	upstream  *upstream.Handler
@@ -103,8 +117,11 @@ type App struct {
 }
 
 // New prepares the namespace, CA and serving certificate and opens every listener, so a
-// port in use fails here, before anything is served.
-func New(ctx context.Context, cfg *config.CloudCore, client kubernetes.Interface, log *slog.Logger) (*App, error) {
+// port in use fails here, before anything is served. devices is the device API client.
+func New(ctx context.Context, cfg *config.CloudCore, client kubernetes.Interface, devices versioned.Interface, log *slog.Logger) (*App, error) {
+	if devices == nil {
+		return nil, errors.New("app: the device API client is required")
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -168,8 +185,18 @@ func New(ctx context.Context, cfg *config.CloudCore, client kubernetes.Interface
 		Logger:    log.With("component", "tokens"),
 		OnRefresh: func(ns, pod string) { a.ctrl.TokensRefreshed(ns, pod) },
 	})
+	// DeviceController feeds the graph EdgeController reconciles from; it needs the graph
+	// before the controller exists, and the controller's trigger after.
+	g := graph.New()
+	a.devices, err = devicecontroller.New(devicecontroller.Config{
+		Client: devices, Graph: g, Logger: log,
+		Changed: func(node string) { a.ctrl.NodeChanged(node) },
+	})
+	if err != nil {
+		return nil, err
+	}
 	a.ctrl, err = edgecontroller.New(edgecontroller.Config{
-		Client: client, Hub: sink, Tokens: a.podTokens, Logger: log,
+		Client: client, Hub: sink, Tokens: a.podTokens, Devices: a.devices, Graph: g, Logger: log,
 		NodeGone: func(node string) { a.upstream.ForgetNode(node) },
 	})
 	if err != nil {
@@ -177,7 +204,7 @@ func New(ctx context.Context, cfg *config.CloudCore, client kubernetes.Interface
 	}
 	a.authz = authz.New(scope{a.ctrl}, log.With("component", "authz"))
 	a.upstream, err = upstream.New(upstream.Config{
-		Client: client, Authorizer: a.authz, Objects: a.ctrl, Logger: log.With("component", "upstream"),
+		Client: client, Devices: devices, Authorizer: a.authz, Objects: a.ctrl, Logger: log.With("component", "upstream"),
 	})
 	if err != nil {
 		return nil, err
@@ -289,6 +316,7 @@ func (a *App) Run(ctx context.Context) error {
 	run("bootstrap", func() error { return serveHTTP(ctx, a.bootSrv, a.bootLn) })
 	run("cloudhub", func() error { return a.hub.Run(ctx, a.hubSrvs...) })
 	run("edgecontroller", func() error { return a.ctrl.Run(ctx) })
+	run("devicecontroller", func() error { return a.devices.Run(ctx) })
 	run("tokens", func() error { a.podTokens.Run(ctx); return nil })
 	if a.admSrv != nil {
 		run("admission", func() error { return serveHTTP(ctx, a.admSrv, a.admLn) })
@@ -417,6 +445,10 @@ func (s scope) Allows(node string, key wire.Key) bool { return s.c.Graph().Allow
 
 func (s scope) PodNode(namespace, name string) (string, bool) {
 	return s.c.Graph().NodeOf(namespace, name)
+}
+
+func (s scope) Device(namespace, name string) (node, uid string, ok bool) {
+	return s.c.Graph().Device(namespace, name)
 }
 
 // nodeSet is the SessionObserver: it logs connects and disconnects and keeps the set of

@@ -17,6 +17,7 @@ import (
 	"github.com/skerry-io/skerry/cloud/ca"
 	"github.com/skerry-io/skerry/cloud/config"
 	"github.com/skerry-io/skerry/edge/certs"
+	devfake "github.com/skerry-io/skerry/pkg/client/clientset/versioned/fake"
 	"github.com/skerry-io/skerry/pkg/transport"
 )
 
@@ -53,7 +54,7 @@ func TestRunJoinConnectAndStop(t *testing.T) {
 	defer cancel()
 	client := fake.NewClientset()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	a, err := New(ctx, testConfig(), client, log)
+	a, err := New(ctx, testConfig(), client, devfake.NewSimpleClientset(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +75,14 @@ func TestRunJoinConnectAndStop(t *testing.T) {
 	}
 	if code, _ := get(t, admin+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz %d", code)
+	}
+	// The device API is not served by the fake: cloudcore is ready all the same, and the
+	// device metrics are there.
+	if _, body := get(t, admin+"/metrics"); !strings.Contains(body, "# TYPE skerry_cloudcore_devices gauge") ||
+		!strings.Contains(body, `skerry_cloudcore_authz_denied_total{class="foreign-device"} 0`) ||
+		!strings.Contains(body, `skerry_cloudcore_upstream_messages_total{kind="devicestatus",outcome="handled"} 0`) ||
+		!strings.Contains(body, "# TYPE skerry_cloudcore_mqtt_uploads_total counter") {
+		t.Errorf("/metrics lacks the device metrics:\n%s", body)
 	}
 
 	caCert, err := ca.LoadCACert(ctx, client, "kubeedge")
@@ -141,18 +150,18 @@ func waitNodes(t *testing.T, admin string, want []string) {
 func TestNewRestartKeepsCAAndFailsOnBusyPort(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
-	a, err := New(ctx, testConfig(), client, nil)
+	a, err := New(ctx, testConfig(), client, devfake.NewSimpleClientset(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	first, _ := ca.LoadCACert(ctx, client, "kubeedge")
 	cfg := testConfig()
 	cfg.Admin.Address = a.Addrs()["admin"].String()
-	if _, err := New(ctx, cfg, client, nil); err == nil || !strings.Contains(err.Error(), "admin.address") {
+	if _, err := New(ctx, cfg, client, devfake.NewSimpleClientset(), nil); err == nil || !strings.Contains(err.Error(), "admin.address") {
 		t.Fatalf("busy admin port: %v", err)
 	}
 	a.Close()
-	b, err := New(ctx, testConfig(), client, nil)
+	b, err := New(ctx, testConfig(), client, devfake.NewSimpleClientset(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

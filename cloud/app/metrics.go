@@ -37,6 +37,20 @@ func (a *App) metrics(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(&b, "skerry_cloudcore_upstream_messages_total{kind=%q,outcome=\"transient\"} %d\n", k, c.Transient)
 	}
 
+	b.WriteString("# HELP skerry_cloudcore_devices Devices bound to each edge node.\n")
+	b.WriteString("# TYPE skerry_cloudcore_devices gauge\n")
+	devices := a.ctrl.Graph().DeviceCounts()
+	for _, n := range slices.Sorted(maps.Keys(devices)) {
+		fmt.Fprintf(&b, "skerry_cloudcore_devices{node=%q} %d\n", n, devices[n])
+	}
+
+	b.WriteString("# HELP skerry_cloudcore_mqtt_uploads_total MQTT messages edge apps published for the cloud, by node.\n")
+	b.WriteString("# TYPE skerry_cloudcore_mqtt_uploads_total counter\n")
+	uploads := a.upstream.Uploads()
+	for _, n := range slices.Sorted(maps.Keys(uploads)) {
+		fmt.Fprintf(&b, "skerry_cloudcore_mqtt_uploads_total{node=%q} %d\n", n, uploads[n])
+	}
+
 	ts := a.podTokens.Stats()
 	b.WriteString("# HELP skerry_cloudcore_tokens_issued_total Service-account tokens issued for edge pods.\n")
 	b.WriteString("# TYPE skerry_cloudcore_tokens_issued_total counter\n")

@@ -5,7 +5,8 @@
 //
 // Nothing is polled: informers watch edge Nodes (by label), bound Pods (by field selector),
 // ConfigMaps and Secrets; service-account tokens come from a [TokenSource], which says when a
-// pod's tokens were reissued.
+// pod's tokens were reissued; Devices and DeviceModels come from a [DeviceSource]
+// (package devicecontroller), which feeds the same graph and calls [Controller.NodeChanged].
 package edgecontroller
 
 import (
@@ -50,12 +51,27 @@ type TokenSource interface {
 	Forget(namespace, pod string)
 }
 
+// DeviceSource serves the Devices and DeviceModels of node sets from its caches (package
+// devicecontroller); it puts them into the graph itself.
+type DeviceSource interface {
+	// Object returns the Device or DeviceModel key names with apiVersion and kind set, or
+	// ok=false when it does not exist. The result must not be modified.
+	Object(key wire.Key) (obj metav1.Object, ok bool, err error)
+	// Synced is closed once the graph holds every Device.
+	Synced() <-chan struct{}
+}
+
 // Config configures a [Controller].
 type Config struct {
 	Client kubernetes.Interface
 	Hub    Sink
 	// Tokens issues service-account tokens; nil leaves token objects out of every set.
 	Tokens TokenSource
+	// Devices serves device objects; nil leaves them out of every set.
+	Devices DeviceSource
+	// Graph is the node graph to maintain; nil makes a new one. A [DeviceSource] that feeds
+	// the graph needs it before the controller exists.
+	Graph *graph.Graph
 	// Workers reconcile nodes in parallel (default 4).
 	Workers int
 	// NodeGone is called when an edge Node is deleted or loses the edge label, so per-node
@@ -103,10 +119,13 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Graph == nil {
+		cfg.Graph = graph.New()
+	}
 	c := &Controller{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "edgecontroller"),
-		graph:  graph.New(),
+		graph:  cfg.Graph,
 		synced: make(chan struct{}),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -204,6 +223,13 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return ctx.Err()
+	}
+	if c.cfg.Devices != nil {
+		select {
+		case <-c.cfg.Devices.Synced():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	close(c.synced)
 	c.log.Info("informers synced", "edgeNodes", len(c.graph.Nodes()))
@@ -383,7 +409,7 @@ func (c *Controller) build(ctx context.Context, node string) (map[wire.Key]hub.O
 // object returns one object of a set, with a builder for its message.
 func (c *Controller) object(ctx context.Context, k wire.Key) (hub.Object, bool, error) {
 	var (
-		meta *metav1.ObjectMeta
+		meta metav1.Object
 		body func() ([]byte, error)
 	)
 	switch k.Type {
@@ -392,19 +418,19 @@ func (c *Controller) object(ctx context.Context, k wire.Key) (hub.Object, bool, 
 		if err != nil {
 			return absent(err)
 		}
-		meta, body = &n.ObjectMeta, func() ([]byte, error) { cp := *n; cp.TypeMeta = coreTypeMeta("Node"); return json.Marshal(&cp) }
+		meta, body = n, func() ([]byte, error) { cp := *n; cp.TypeMeta = coreTypeMeta("Node"); return json.Marshal(&cp) }
 	case wire.TypePod:
 		p, err := c.pods.Pods(k.Namespace).Get(k.Name)
 		if err != nil {
 			return absent(err)
 		}
-		meta, body = &p.ObjectMeta, func() ([]byte, error) { cp := *p; cp.TypeMeta = coreTypeMeta("Pod"); return json.Marshal(&cp) }
+		meta, body = p, func() ([]byte, error) { cp := *p; cp.TypeMeta = coreTypeMeta("Pod"); return json.Marshal(&cp) }
 	case wire.TypeConfigMap:
 		cm, err := c.configMaps.ConfigMaps(k.Namespace).Get(k.Name)
 		if err != nil {
 			return absent(err)
 		}
-		meta, body = &cm.ObjectMeta, func() ([]byte, error) {
+		meta, body = cm, func() ([]byte, error) {
 			cp := *cm
 			cp.TypeMeta = coreTypeMeta("ConfigMap")
 			return json.Marshal(&cp)
@@ -414,7 +440,16 @@ func (c *Controller) object(ctx context.Context, k wire.Key) (hub.Object, bool, 
 		if err != nil {
 			return absent(err)
 		}
-		meta, body = &s.ObjectMeta, func() ([]byte, error) { cp := *s; cp.TypeMeta = coreTypeMeta("Secret"); return json.Marshal(&cp) }
+		meta, body = s, func() ([]byte, error) { cp := *s; cp.TypeMeta = coreTypeMeta("Secret"); return json.Marshal(&cp) }
+	case wire.TypeDevice, wire.TypeDeviceModel:
+		if c.cfg.Devices == nil {
+			return hub.Object{}, false, nil
+		}
+		o, ok, err := c.cfg.Devices.Object(k)
+		if err != nil || !ok {
+			return hub.Object{}, ok, err
+		}
+		meta, body = o, func() ([]byte, error) { return json.Marshal(o) }
 	case wire.TypeServiceAccountToken:
 		if c.cfg.Tokens == nil {
 			return hub.Object{}, false, nil
@@ -434,9 +469,9 @@ func (c *Controller) object(ctx context.Context, k wire.Key) (hub.Object, bool, 
 	default:
 		return hub.Object{}, false, fmt.Errorf("edgecontroller: no source for %s objects", k.Type)
 	}
-	rv := meta.ResourceVersion
+	rv := meta.GetResourceVersion()
 	return hub.Object{
-		Version: queue.Version{UID: string(meta.UID), ResourceVersion: rv},
+		Version: queue.Version{UID: string(meta.GetUID()), ResourceVersion: rv},
 		Message: func() (*wire.Message, error) {
 			b, err := body()
 			if err != nil {
@@ -587,6 +622,10 @@ func (c *Controller) forgetTokens(namespace, pod string) {
 		c.cfg.Tokens.Forget(namespace, pod)
 	}
 }
+
+// NodeChanged asks for a reconcile of node if it is an edge node: the device source's
+// trigger.
+func (c *Controller) NodeChanged(node string) { c.enqueueIfEdge(node) }
 
 func (c *Controller) enqueueIfEdge(node string) {
 	if c.graph.IsEdgeNode(node) {

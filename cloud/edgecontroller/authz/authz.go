@@ -6,9 +6,9 @@
 // The hub answers keepalives and acks (response/error carrying a parent id) itself; they never
 // reach the authorizer, and if one does it is refused like any other unlisted combination.
 //
-// The decision uses the operation and the resource string (and, for events and mirror pods, the
-// content); the route's group and source are not looked at, so callers must dispatch on
-// operation and resource too, never on the group alone.
+// The decision uses the operation and the resource string (and, for events, mirror pods and
+// device statuses, the content); the route's group and source are not looked at, so callers
+// must dispatch on operation and resource too, never on the group alone.
 package authz
 
 import (
@@ -26,6 +26,9 @@ type Scope interface {
 	Allows(node string, key wire.Key) bool
 	// PodNode returns the node a pod is bound to; ok is false for a pod the graph does not know.
 	PodNode(namespace, name string) (node string, ok bool)
+	// Device returns the node a Device is bound to and its uid; ok is false for a Device the
+	// graph does not know.
+	Device(namespace, name string) (node, uid string, ok bool)
 }
 
 // Class groups denials for counting and alerting.
@@ -37,6 +40,9 @@ const (
 	ClassForeignNode Class = "foreign-node"
 	// ClassForeignPod: the message is about a pod not bound to the node (or unknown).
 	ClassForeignPod Class = "foreign-pod"
+	// ClassForeignDevice: the message is about a Device not bound to the node (or unknown,
+	// or re-created since the edge learnt of it).
+	ClassForeignDevice Class = "foreign-device"
 	// ClassUnreferenced: a read of an object outside the node's graph.
 	ClassUnreferenced Class = "unreferenced"
 	// ClassUnsupported: an operation/resource combination no rule allows.
@@ -46,10 +52,10 @@ const (
 )
 
 // numClasses sizes the counter array; allClasses is a function so no package state is mutable.
-const numClasses = 5
+const numClasses = 6
 
 func allClasses() [numClasses]Class {
-	return [numClasses]Class{ClassForeignNode, ClassForeignPod, ClassUnreferenced, ClassUnsupported, ClassMalformed}
+	return [numClasses]Class{ClassForeignNode, ClassForeignPod, ClassForeignDevice, ClassUnreferenced, ClassUnsupported, ClassMalformed}
 }
 
 // Decision is the outcome of [Authorizer.Authorize]. When Allowed is false, Reason is a sentence
@@ -139,8 +145,19 @@ func (a *Authorizer) decide(node string, m *wire.Message) Decision {
 		if op == wire.OpInsert {
 			return a.eventRule(node, key, m.Content)
 		}
+	case wire.TypeDevice, wire.TypeDeviceModel:
+		if op == wire.OpQuery {
+			return a.read(node, key)
+		}
+	case wire.TypeDeviceStatus:
+		if op == wire.OpUpdate {
+			return a.deviceStatusRule(node, op, key, m.Content)
+		}
+	case wire.TypeMQTTUpload:
+		if op == wire.OpPublish {
+			return a.uploadRule(node, op, key)
+		}
 	}
-	// Device and twin status writes stay refused until the devices issue opens them.
 	return unsupported(node, op, key)
 }
 
@@ -240,6 +257,9 @@ func (a *Authorizer) read(node string, key wire.Key) Decision {
 		return deny(ClassMalformed, "node %q may not query %s: wrong namespace token for a %s", node, key, key.Type)
 	}
 	if !a.scope.Allows(node, key) {
+		if key.Type == wire.TypeDevice || key.Type == wire.TypeDeviceModel {
+			return deny(ClassUnreferenced, "node %q may not query %s: it is not one of this node's devices or their models", node, key)
+		}
 		return deny(ClassUnreferenced, "node %q may not query %s: no pod of this node references it", node, key)
 	}
 	return allow()

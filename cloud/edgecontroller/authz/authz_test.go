@@ -12,8 +12,14 @@ import (
 
 // fakeScope is a fixed graph: pods bound to nodes, and the objects each node may read.
 type fakeScope struct {
-	pods  map[string]string // "ns/name" -> node
-	reads map[string]map[wire.Key]bool
+	pods    map[string]string    // "ns/name" -> node
+	devices map[string][2]string // "ns/name" -> node, uid
+	reads   map[string]map[wire.Key]bool
+}
+
+func (s fakeScope) Device(namespace, name string) (string, string, bool) {
+	d, ok := s.devices[namespace+"/"+name]
+	return d[0], d[1], ok
 }
 
 func (s fakeScope) Allows(node string, key wire.Key) bool { return s.reads[node][key] }
@@ -26,8 +32,13 @@ func (s fakeScope) PodNode(namespace, name string) (string, bool) {
 func testScope() fakeScope {
 	return fakeScope{
 		pods: map[string]string{"default/web-1": "edge-1", "default/web-2": "edge-2", "ns2/db-1": "edge-1"},
+		devices: map[string][2]string{"default/thermo": {"edge-1", "uid-thermo"}, "default/pump": {"edge-2", "uid-pump"},
+			"default/away": {"cloud-1", "uid-away"}},
 		reads: map[string]map[wire.Key]bool{
 			"edge-1": {
+				{Type: wire.TypeNode, Name: "edge-1"}:                                    true,
+				{Namespace: "default", Type: wire.TypeDevice, Name: "thermo"}:            true,
+				{Namespace: "default", Type: wire.TypeDeviceModel, Name: "thermo-m"}:     true,
 				{Namespace: "default", Type: wire.TypeConfigMap, Name: "cfg-1"}:          true,
 				{Namespace: "default", Type: wire.TypeSecret, Name: "shared"}:            true,
 				{Namespace: "default", Type: wire.TypeServiceAccountToken, Name: "sa-1"}: true,
@@ -37,6 +48,8 @@ func testScope() fakeScope {
 				{Namespace: "default", Type: wire.TypeConfigMap, Name: "cfg-2"}: true,
 				{Namespace: "default", Type: wire.TypeSecret, Name: "shared"}:   true,
 				{Type: wire.TypeNode, Name: "edge-1"}:                           true,
+				{Type: wire.TypeNode, Name: "edge-2"}:                           true,
+				{Namespace: "default", Type: wire.TypeDevice, Name: "pump"}:     true,
 			},
 		},
 	}
@@ -47,6 +60,12 @@ func msg(op wire.Operation, res string, content string) *wire.Message {
 		content = "null"
 	}
 	return wire.NewMessage(wire.Route{Group: wire.GroupResource, Operation: op, Resource: res}, json.RawMessage(content))
+}
+
+func devStatus(ns, name, uid string) string {
+	return `{"apiVersion":"devices.kubeedge.io/v1beta1","kind":"DeviceStatus","metadata":{"namespace":"` + ns + `","name":"` + name +
+		`","ownerReferences":[{"apiVersion":"devices.kubeedge.io/v1beta1","kind":"Device","name":"` + name + `","uid":"` + uid +
+		`","controller":true}]},"status":{"state":"online"}}`
 }
 
 func event(kind, ns, name string) string {
@@ -168,10 +187,47 @@ func TestAuthorize(t *testing.T) {
 		{"edge-1", wire.OpUpdate, "Default/podstatus/web-1", "", "DNS-1123", ClassMalformed},
 		{"edge-1", wire.OpUpdate, "node/edge-1/null/nodestatus/edge-1", "", "too many segments", ClassMalformed},
 		{"edge-1", wire.OpUpdate, "default/PodStatus/web-1", "", "lowercase letters", ClassMalformed},
-		// Device status and twin stay closed until the devices issue opens them.
-		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo", "", "no rule allows", ClassUnsupported},
-		{"edge-1", wire.OpUpdate, "default/twin/thermo", "", "no rule allows", ClassUnsupported},
+		// Device status: only of the very Device bound to the node, named as the resource.
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo", devStatus("default", "thermo", "uid-thermo"), ok, ""},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/pump", devStatus("default", "pump", "uid-pump"), `bound to "edge-2"`, ClassForeignDevice},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/away", devStatus("default", "away", "uid-away"), `bound to "cloud-1"`, ClassForeignDevice},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/ghost", devStatus("default", "ghost", "u"), "not bound to this node", ClassForeignDevice},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo", devStatus("default", "thermo", "uid-old"), "re-created", ClassForeignDevice},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo", devStatus("default", "pump", "uid-thermo"), `names device status "default"/"pump"`, ClassMalformed},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo",
+			`{"metadata":{"namespace":"default","name":"thermo","ownerReferences":[{"apiVersion":"devices.kubeedge.io/v1beta1","kind":"Device","name":"pump","uid":"uid-thermo","controller":true}]}}`,
+			"its Device's name", ClassMalformed},
+		// Keys are case-sensitive, as for the API server: "Name" is an unknown field.
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo",
+			`{"metadata":{"namespace":"default","name":"thermo","Name":"pump","ownerReferences":[{"apiVersion":"devices.kubeedge.io/v1beta1","kind":"Device","name":"thermo","uid":"uid-thermo","controller":true}]}}`,
+			ok, ""},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo", devStatus("other", "thermo", "uid-thermo"), `names device status "other"/"thermo"`, ClassMalformed},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo", `{"metadata":{"namespace":"default","name":"thermo"}}`, "exactly one owner", ClassMalformed},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo",
+			`{"metadata":{"namespace":"default","name":"thermo","ownerReferences":[{"apiVersion":"devices.kubeedge.io/v1beta1","kind":"Device","name":"thermo","uid":"uid-thermo"}]}}`,
+			"controller reference", ClassMalformed},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo",
+			`{"metadata":{"namespace":"default","name":"thermo","ownerReferences":[{"apiVersion":"v1","kind":"Pod","name":"thermo","uid":"uid-thermo","controller":true}]}}`,
+			"must be a devices.kubeedge.io/v1beta1 Device", ClassMalformed},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo",
+			`{"metadata":{"namespace":"default","name":"thermo","name":"pump","ownerReferences":[]}}`, "duplicate", ClassMalformed},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo", `[]`, "JSON object", ClassMalformed},
+		{"edge-1", wire.OpUpdate, "default/devicestatus/thermo", "", "JSON object", ClassMalformed},
+		{"edge-1", wire.OpInsert, "default/devicestatus/thermo", devStatus("default", "thermo", "uid-thermo"), "no rule allows", ClassUnsupported},
+		{"edge-1", wire.OpUpdate, "null/devicestatus/thermo", "", "namespace and a name", ClassMalformed},
+		// Devices and models are read like ConfigMaps: only the node's own.
+		{"edge-1", wire.OpQuery, "default/device/thermo", "", ok, ""},
+		{"edge-1", wire.OpQuery, "default/devicemodel/thermo-m", "", ok, ""},
+		{"edge-1", wire.OpQuery, "default/device/pump", "", "not one of this node's devices", ClassUnreferenced},
+		{"edge-1", wire.OpQuery, "default/device", "", "only single objects", ClassUnsupported},
 		{"edge-1", wire.OpUpdate, "default/device/thermo", "", "no rule allows", ClassUnsupported},
+		{"edge-1", wire.OpUpdate, "default/twin/thermo", "", "no rule allows", ClassUnsupported},
+		// MQTT uploads: any registered edge node, to null/mqttupload only.
+		{"edge-1", wire.OpPublish, "null/mqttupload", `{"topic":"$hw/events/upload/x","payload":""}`, ok, ""},
+		{"edge-9", wire.OpPublish, "null/mqttupload", "", "not a registered edge node", ClassForeignNode},
+		{"edge-1", wire.OpPublish, "default/mqttupload", "", "uploads are published to null/mqttupload", ClassMalformed},
+		{"edge-1", wire.OpPublish, "null/mqttupload/x", "", "uploads are published to", ClassMalformed},
+		{"edge-1", wire.OpUpdate, "null/mqttupload", "", "no rule allows", ClassUnsupported},
 		// Hub-level messages never belong here; if one arrives it is refused.
 		{"edge-1", wire.OpKeepalive, "null/node", "", "no rule allows", ClassUnsupported},
 		{"edge-1", wire.OpResponse, "default/pod/web-1", "", "no rule allows", ClassUnsupported},
@@ -231,7 +287,7 @@ func TestDenialsCountsByClass(t *testing.T) {
 	a.Authorize("edge-1", msg(wire.OpQuery, "default/secret/other", ""))
 	a.Authorize("edge-1", msg(wire.OpQuery, "default/secret/shared", ""))
 	got := a.Denials()
-	want := map[Class]uint64{ClassForeignNode: 2, ClassUnreferenced: 1, ClassForeignPod: 0, ClassUnsupported: 0, ClassMalformed: 0}
+	want := map[Class]uint64{ClassForeignNode: 2, ClassUnreferenced: 1, ClassForeignPod: 0, ClassForeignDevice: 0, ClassUnsupported: 0, ClassMalformed: 0}
 	for c, n := range want {
 		if got[c] != n {
 			t.Errorf("Denials()[%s] = %d, want %d", c, got[c], n)

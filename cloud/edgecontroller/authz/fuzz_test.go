@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	kjson "sigs.k8s.io/json"
+
 	"github.com/skerry-io/skerry/pkg/wire"
 )
 
@@ -25,6 +27,11 @@ func FuzzAuthorize(f *testing.F) {
 		{"insert", "default/event/e", `{"involvedObject":{"kind":"Node","name":"edge-1","NAME":"edge-2"}}`},
 		{"keepalive", "null/node", `"ping"`},
 		{"update", "default/devicestatus/d", "{}"},
+		{"update", "default/devicestatus/thermo", devStatus("default", "thermo", "uid-thermo")},
+		{"update", "default/devicestatus/pump", devStatus("default", "pump", "uid-pump")},
+		{"update", "default/devicestatus/thermo", devStatus("default", "thermo", "uid-pump")},
+		{"query", "default/device/pump", "null"},
+		{"publish", "null/mqttupload", `{"topic":"$hw/events/upload/a","payload":"aGk="}`},
 	} {
 		f.Add(s.op, s.res, []byte(s.content))
 	}
@@ -66,8 +73,29 @@ func belongsToEdge1(s fakeScope, op wire.Operation, key wire.Key, content []byte
 		}
 		n, ok := s.PodNode(key.Namespace, key.Name)
 		return ok && n == "edge-1"
-	case wire.TypeConfigMap, wire.TypeSecret, wire.TypeServiceAccountToken:
-		return s.Allows("edge-1", key)
+	case wire.TypeConfigMap, wire.TypeSecret, wire.TypeServiceAccountToken, wire.TypeDevice, wire.TypeDeviceModel:
+		return op == wire.OpQuery && s.Allows("edge-1", key)
+	case wire.TypeDeviceStatus:
+		// The resource names the object written; the content must name edge-1's Device of
+		// today. Its consumer (package upstream) reads it case-sensitively, as the API
+		// server does, so that is how it is re-read here.
+		n, uid, ok := s.Device(key.Namespace, key.Name)
+		var st struct {
+			Metadata struct {
+				Namespace       string `json:"namespace"`
+				Name            string `json:"name"`
+				OwnerReferences []struct {
+					UID string `json:"uid"`
+				} `json:"ownerReferences"`
+			} `json:"metadata"`
+		}
+		if !ok || n != "edge-1" || kjson.UnmarshalCaseSensitivePreserveInts(content, &st) != nil {
+			return false
+		}
+		md := st.Metadata
+		return md.Namespace == key.Namespace && md.Name == key.Name && len(md.OwnerReferences) == 1 && md.OwnerReferences[0].UID == uid
+	case wire.TypeMQTTUpload:
+		return key.Namespace == "" && key.Name == "" && s.Allows("edge-1", wire.Key{Type: wire.TypeNode, Name: "edge-1"})
 	case wire.TypeEvent:
 		var ev struct {
 			InvolvedObject struct{ Kind, Namespace, Name string }

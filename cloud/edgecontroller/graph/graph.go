@@ -1,5 +1,6 @@
 // Package graph keeps, for every edge node, the set of objects that node should hold: the Node
-// itself, the pods bound to it and the ConfigMaps and Secrets those pods reference. The same
+// itself, the pods bound to it and the ConfigMaps and Secrets those pods reference, and the
+// Devices bound to it with the DeviceModels those devices reference. The same
 // set is the node's authorization scope (what it may read), so one structure answers both the
 // desired-set builder ([Graph.Referenced]) and the authorizer ([Graph.Allows]).
 //
@@ -46,14 +47,20 @@ type Graph struct {
 	// becomes an edge node must be buildable from what is already known.
 	pods       map[podID]*podRecord
 	podsByNode map[string]map[podID]struct{}
+	// devices and devicesByNode do the same for Devices (see devices.go); podID serves as
+	// their namespace/name identity too.
+	devices       map[podID]*deviceRecord
+	devicesByNode map[string]map[podID]struct{}
 }
 
 // New returns an empty graph.
 func New() *Graph {
 	return &Graph{
-		sets:       make(map[string]map[wire.Key]int32),
-		pods:       make(map[podID]*podRecord),
-		podsByNode: make(map[string]map[podID]struct{}),
+		sets:          make(map[string]map[wire.Key]int32),
+		pods:          make(map[podID]*podRecord),
+		podsByNode:    make(map[string]map[podID]struct{}),
+		devices:       make(map[podID]*deviceRecord),
+		devicesByNode: make(map[string]map[podID]struct{}),
 	}
 }
 
@@ -80,6 +87,9 @@ func (g *Graph) UpsertNode(node *corev1.Node) {
 	set := map[wire.Key]int32{NodeKey(node.Name): 1}
 	for id := range g.podsByNode[node.Name] {
 		addPod(set, id, g.pods[id])
+	}
+	for id := range g.devicesByNode[node.Name] {
+		addDevice(set, id, g.devices[id])
 	}
 	g.sets[node.Name] = set
 }

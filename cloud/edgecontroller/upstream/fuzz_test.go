@@ -32,6 +32,10 @@ func FuzzHandle(f *testing.F) {
 		{"update", "default/podstatus/web-1", `{"metadata":{"uid":"pod-uid"},"status":{"phase":1e400}}`},
 		{"keepalive", "node", `"ping"`},
 		{"insert", "null/node/edge-1", `{"metadata":{"name":"edge-1","Name":"edge-2"}}`},
+		{"update", "default/devicestatus/thermo", deviceStatusJSON("default", "thermo", "uid-thermo", "1")},
+		{"update", "default/devicestatus/pump", deviceStatusJSON("default", "pump", "uid-pump", "1")},
+		{"publish", "null/mqttupload", upload("$hw/events/upload/x", []byte("hi"))},
+		{"query", "default/device/thermo", `null`},
 	}
 	for _, s := range seeds {
 		f.Add(s.op, s.res, []byte(s.content))
@@ -48,6 +52,57 @@ func FuzzHandle(f *testing.F) {
 		}
 		if err != nil && strings.HasPrefix(err.Error(), "internal error") {
 			t.Fatalf("handler panicked: %v", err)
+		}
+	})
+}
+
+// FuzzParseDeviceStatus: no DeviceStatus content panics the decoder, and what it accepts names
+// the device of the resource, with a uid, and twins that are named and unique.
+func FuzzParseDeviceStatus(f *testing.F) {
+	f.Add([]byte(deviceStatusJSON("default", "thermo", "uid-thermo", "21.5")))
+	f.Add([]byte(`{"metadata":{"namespace":"default","name":"thermo","ownerReferences":[{"apiVersion":"devices.kubeedge.io/v1beta1","kind":"Device","name":"thermo","uid":"u","controller":true}]},"status":{"twins":[{"propertyName":"a"},{"propertyName":"a"}]}}`))
+	f.Add([]byte(`{"metadata":{"namespace":"default","name":"thermo","ownerReferences":[{"apiVersion":"devices.kubeedge.io/v1beta1","kind":"Device","name":"thermo","uid":"u","controller":true}]},"status":{"extensions":"x","state":"ok"}}`))
+	f.Add([]byte(`{"metadata":{"name":"thermo","name":"pump"}}`))
+	f.Add([]byte(`null`))
+	key := wire.Key{Namespace: "default", Type: wire.TypeDeviceStatus, Name: "thermo"}
+	f.Fuzz(func(t *testing.T, content []byte) {
+		in, uid, err := parseDeviceStatus(key, content)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("refusal is not ErrMalformed: %v", err)
+			}
+			return
+		}
+		if uid == "" || len(in.Status.Twins) > maxTwins {
+			t.Fatalf("accepted uid %q with %d twins", uid, len(in.Status.Twins))
+		}
+		seen := map[string]bool{}
+		for _, tw := range in.Status.Twins {
+			if tw.PropertyName == "" || seen[tw.PropertyName] {
+				t.Fatalf("accepted twin %q twice or unnamed", tw.PropertyName)
+			}
+			seen[tw.PropertyName] = true
+		}
+	})
+}
+
+// FuzzParseUpload: no upload content panics the decoder, and what it accepts is on an upload
+// topic and within the payload cap.
+func FuzzParseUpload(f *testing.F) {
+	f.Add([]byte(upload("$hw/events/upload/a", []byte("x"))))
+	f.Add([]byte(upload("SYS/dis/upload_records", nil)))
+	f.Add([]byte(`{"topic":"$hw/events/upload/+","payload":"!"}`))
+	f.Add([]byte(`{"topic":"SYS/dis/upload_records","payload":null}`))
+	f.Fuzz(func(t *testing.T, content []byte) {
+		in, err := parseUpload(content)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("refusal is not ErrMalformed: %v", err)
+			}
+			return
+		}
+		if in.Topic != UploadRecordsTopic && !strings.HasPrefix(in.Topic, UploadTopicPrefix) || len(in.Payload) > MaxUploadPayload {
+			t.Fatalf("accepted topic %q with %d bytes", in.Topic, len(in.Payload))
 		}
 	})
 }

@@ -14,14 +14,22 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	devicesv1beta1 "github.com/skerry-io/skerry/api/devices/v1beta1"
 	"github.com/skerry-io/skerry/cloud/edgecontroller/authz"
+	devfake "github.com/skerry-io/skerry/pkg/client/clientset/versioned/fake"
 	"github.com/skerry-io/skerry/pkg/wire"
 )
 
 // fakeScope is a fixed graph for the authorizer: pods bound to nodes, objects each node may read.
 type fakeScope struct {
-	pods  map[string]string // "ns/name" -> node
-	reads map[string]map[wire.Key]bool
+	pods    map[string]string    // "ns/name" -> node
+	devices map[string][2]string // "ns/name" -> node, uid
+	reads   map[string]map[wire.Key]bool
+}
+
+func (s fakeScope) Device(namespace, name string) (string, string, bool) {
+	d, ok := s.devices[namespace+"/"+name]
+	return d[0], d[1], ok
 }
 
 func (s fakeScope) Allows(node string, key wire.Key) bool { return s.reads[node][key] }
@@ -33,9 +41,11 @@ func (s fakeScope) PodNode(namespace, name string) (string, bool) {
 
 func testScope() fakeScope {
 	return fakeScope{
-		pods: map[string]string{"default/web-1": "edge-1", "default/web-2": "edge-2"},
+		pods:    map[string]string{"default/web-1": "edge-1", "default/web-2": "edge-2"},
+		devices: map[string][2]string{"default/thermo": {"edge-1", "uid-thermo"}, "default/pump": {"edge-2", "uid-pump"}},
 		reads: map[string]map[wire.Key]bool{
 			"edge-1": {
+				{Type: wire.TypeNode, Name: "edge-1"}:                                     true,
 				{Namespace: "default", Type: wire.TypeConfigMap, Name: "cfg-1"}:           true,
 				{Namespace: "default", Type: wire.TypeConfigMap, Name: "gone"}:            true,
 				{Namespace: "default", Type: wire.TypeSecret, Name: "s-1"}:                true,
@@ -108,11 +118,12 @@ func (c *fakeClock) After(d time.Duration) <-chan time.Time {
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 type env struct {
-	h      *Handler
-	client *fake.Clientset
-	objs   *fakeObjects
-	clock  *fakeClock
-	authz  *authz.Authorizer
+	h       *Handler
+	client  *fake.Clientset
+	devices *devfake.Clientset
+	objs    *fakeObjects
+	clock   *fakeClock
+	authz   *authz.Authorizer
 }
 
 func newEnv(t testing.TB, objects ...runtime.Object) *env {
@@ -121,18 +132,27 @@ func newEnv(t testing.TB, objects ...runtime.Object) *env {
 	if tt, ok := t.(*testing.T); ok {
 		log = slog.New(slog.NewTextHandler(tt.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	client := fake.NewClientset(objects...)
+	var kube, dev []runtime.Object
+	for _, o := range objects {
+		if _, ok := o.(*devicesv1beta1.DeviceStatus); ok {
+			dev = append(dev, o)
+		} else {
+			kube = append(kube, o)
+		}
+	}
+	client := fake.NewClientset(kube...)
+	devices := devfake.NewSimpleClientset(dev...)
 	objs := newFakeObjects()
 	clk := &fakeClock{now: testNow}
 	az := authz.New(testScope(), log)
 	h, err := New(Config{
-		Client: client, Authorizer: az, Objects: objs, Logger: log, Clock: clk,
+		Client: client, Devices: devices, Authorizer: az, Objects: objs, Logger: log, Clock: clk,
 		NodeLabels: map[string]string{"skerry.io/project": "p1"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{h: h, client: client, objs: objs, clock: clk, authz: az}
+	return &env{h: h, client: client, devices: devices, objs: objs, clock: clk, authz: az}
 }
 
 func msg(op wire.Operation, res string, content string) *wire.Message {

@@ -31,12 +31,15 @@ func (h *Handler) leaseEntry(node string) *leaseEntry {
 	return e
 }
 
-// ForgetNode drops what the handler caches about node (its last Lease), for when the node is
-// deleted. Keeping it is harmless otherwise: a stale cache costs one conflict.
+// ForgetNode drops what the handler keeps about node (its last Lease, its upload count), for
+// when the node is deleted. Keeping it is harmless otherwise: a stale cache costs one conflict.
 func (h *Handler) ForgetNode(node string) {
 	h.leaseMu.Lock()
-	defer h.leaseMu.Unlock()
 	delete(h.leases, node)
+	h.leaseMu.Unlock()
+	h.uploadMu.Lock()
+	delete(h.uploads, node)
+	h.uploadMu.Unlock()
 }
 
 // heartbeat renews the node's Lease the way the kubelet does: update the spec of the last

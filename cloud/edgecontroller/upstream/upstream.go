@@ -1,6 +1,6 @@
 // Package upstream is what cloudcore does with what edge nodes send: node registration and
-// status, leases, pod status and deletion, mirror pods, events, and reads of the node's desired set
-// (docs/protocol.md, "Upstream"). [Handler] implements [hub.Upstream].
+// status, leases, pod status and deletion, mirror pods, events, device status, MQTT uploads, and
+// reads of the node's desired set (docs/protocol.md, "Upstream" and "Devices"). [Handler] implements [hub.Upstream].
 //
 // cloudcore writes to the API server with its own, broad, credentials, so the NodeRestriction
 // admission plugin never sees what an edge asks for. Every message is therefore authorized as
@@ -27,6 +27,7 @@ import (
 
 	"github.com/skerry-io/skerry/cloud/edgecontroller/authz"
 	"github.com/skerry-io/skerry/cloud/hub"
+	"github.com/skerry-io/skerry/pkg/client/clientset/versioned"
 	"github.com/skerry-io/skerry/pkg/wire"
 )
 
@@ -80,10 +81,12 @@ const EdgeLabel = "node-role.kubernetes.io/edge"
 
 // Config configures a [Handler].
 type Config struct {
-	Client     kubernetes.Interface // required
-	Authorizer *authz.Authorizer    // required
-	Objects    Objects              // required
-	Logger     *slog.Logger         // nil discards
+	Client kubernetes.Interface // required
+	// Devices writes DeviceStatus objects; nil refuses device status messages.
+	Devices    versioned.Interface
+	Authorizer *authz.Authorizer // required
+	Objects    Objects           // required
+	Logger     *slog.Logger      // nil discards
 	// NodeLabels are extra labels cloudcore adds at registration (optional). Edges may not
 	// change them afterwards.
 	NodeLabels map[string]string
@@ -108,6 +111,9 @@ type Handler struct {
 
 	leaseMu sync.Mutex
 	leases  map[string]*leaseEntry // per node: the last Lease written
+
+	uploadMu sync.Mutex
+	uploads  map[string]uint64 // per node: MQTT uploads taken
 
 	counts [numKinds]kindCounters
 }
@@ -155,13 +161,14 @@ func New(cfg Config) (*Handler, error) {
 		cfg.RetryAttempts = DefaultRetryAttempts
 	}
 	return &Handler{
-		cfg:    cfg,
-		client: cfg.Client,
-		authz:  cfg.Authorizer,
-		objs:   cfg.Objects,
-		log:    cfg.Logger,
-		clock:  cfg.Clock,
-		leases: make(map[string]*leaseEntry),
+		cfg:     cfg,
+		client:  cfg.Client,
+		authz:   cfg.Authorizer,
+		objs:    cfg.Objects,
+		log:     cfg.Logger,
+		clock:   cfg.Clock,
+		leases:  make(map[string]*leaseEntry),
+		uploads: make(map[string]uint64),
 	}, nil
 }
 
@@ -170,25 +177,27 @@ type Kind string
 
 // Message kinds. KindOther counts what no rule names (refused or not supported).
 const (
-	KindRegister   Kind = "register"
-	KindNodeStatus Kind = "nodestatus"
-	KindNodePatch  Kind = "nodepatch"
-	KindHeartbeat  Kind = "heartbeat"
-	KindPodStatus  Kind = "podstatus"
-	KindPodPatch   Kind = "podpatch"
-	KindPodDelete  Kind = "poddelete"
-	KindMirrorPod  Kind = "mirrorpod"
-	KindEvent      Kind = "event"
-	KindQuery      Kind = "query"
-	KindOther      Kind = "other"
+	KindRegister     Kind = "register"
+	KindNodeStatus   Kind = "nodestatus"
+	KindNodePatch    Kind = "nodepatch"
+	KindHeartbeat    Kind = "heartbeat"
+	KindPodStatus    Kind = "podstatus"
+	KindPodPatch     Kind = "podpatch"
+	KindPodDelete    Kind = "poddelete"
+	KindMirrorPod    Kind = "mirrorpod"
+	KindEvent        Kind = "event"
+	KindQuery        Kind = "query"
+	KindDeviceStatus Kind = "devicestatus"
+	KindUpload       Kind = "mqttupload"
+	KindOther        Kind = "other"
 )
 
-const numKinds = 11
+const numKinds = 13
 
 // allKinds is a function so that no package state is mutable.
 func allKinds() [numKinds]Kind {
 	return [numKinds]Kind{KindRegister, KindNodeStatus, KindNodePatch, KindHeartbeat, KindPodStatus,
-		KindPodPatch, KindPodDelete, KindMirrorPod, KindEvent, KindQuery, KindOther}
+		KindPodPatch, KindPodDelete, KindMirrorPod, KindEvent, KindQuery, KindDeviceStatus, KindUpload, KindOther}
 }
 
 // Counts are one kind's counters. Failed includes Transient (failures left for the edge to
@@ -284,9 +293,17 @@ func kindOf(op wire.Operation, key wire.Key) Kind {
 		case wire.OpQuery:
 			return KindQuery
 		}
-	case wire.TypeConfigMap, wire.TypeSecret, wire.TypeServiceAccountToken:
+	case wire.TypeConfigMap, wire.TypeSecret, wire.TypeServiceAccountToken, wire.TypeDevice, wire.TypeDeviceModel:
 		if op == wire.OpQuery {
 			return KindQuery
+		}
+	case wire.TypeDeviceStatus:
+		if op == wire.OpUpdate {
+			return KindDeviceStatus
+		}
+	case wire.TypeMQTTUpload:
+		if op == wire.OpPublish {
+			return KindUpload
 		}
 	case wire.TypeEvent:
 		if op == wire.OpInsert {
@@ -344,6 +361,10 @@ func (h *Handler) Handle(ctx context.Context, node string, msg *wire.Message) (r
 		return nil, h.event(ctx, node, key, msg.Content)
 	case KindQuery:
 		return h.query(node, key)
+	case KindDeviceStatus:
+		return nil, h.deviceStatus(ctx, node, key, msg.Content)
+	case KindUpload:
+		return nil, h.upload(node, msg.Content)
 	}
 	h.log.Warn("edge message not supported", "node", node, "operation", clip(string(op)), "resource", key.String())
 	return nil, fmt.Errorf("%s %s: %w", clip(string(op)), key, ErrUnsupported)
