@@ -137,15 +137,18 @@ func Run(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) error {
 		return fmt.Errorf("node: %w", err)
 	}
 	start("nodestatus", reporter.Run)
-	if cfg.Edged.Enable {
-		notify := func() {
-			if h := fw.hub.Load(); h != nil {
-				h.Notify()
-			}
+	notify := func() {
+		if h := fw.hub.Load(); h != nil {
+			h.Notify()
 		}
+	}
+	if cfg.Edged.Enable {
 		if err := startEdged(ctx, start, cfg, db, runtime, reporter, notify, log); err != nil {
 			return err
 		}
+	}
+	if err := startDevices(start, cfg, db, notify, log); err != nil {
+		return err
 	}
 
 	creds, err := Credentials(ctx, cfg, log)

@@ -32,6 +32,9 @@ func testConfig(t *testing.T, server string) *config.EdgeCore {
 	c.Hub.Server = server
 	c.MetaServer.Address = "127.0.0.1:0"
 	c.Edged.Enable = false // no container runtime in unit tests
+	// The device modules run, on a free port and a socket of the test's own.
+	c.EventBus.Internal.Address = "127.0.0.1:0"
+	c.DeviceTwin.DMI.Socket = filepath.Join(c.DataDir, "dmi.sock")
 	c.Hub.Backoff = config.Backoff{Base: config.Duration{Duration: 10 * time.Millisecond}, Max: config.Duration{Duration: 50 * time.Millisecond}}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/skerry-io/skerry/edge/dmi"
+	"github.com/skerry-io/skerry/edge/eventbus"
 	"github.com/skerry-io/skerry/edge/nodestatus"
 
 	"github.com/skerry-io/skerry/pkg/configfile"
@@ -55,6 +57,38 @@ type EdgeCore struct {
 	Node Node `json:"node"`
 	// Edged runs the node's pods on the container runtime.
 	Edged Edged `json:"edged"`
+	// EventBus is the node's MQTT layer: an embedded broker, an external one, or both.
+	EventBus EventBus `json:"eventBus"`
+	// DeviceTwin keeps the node's device twins, answers the MQTT device topics and serves
+	// DMI to mappers. It needs the EventBus.
+	DeviceTwin DeviceTwin `json:"deviceTwin"`
+}
+
+// EventBus configures edge/eventbus; its keys sit beside enable.
+type EventBus struct {
+	Enable          bool `json:"enable"`
+	eventbus.Config `json:",inline"`
+}
+
+// DeviceTwin configures the device twin and its DMI server.
+type DeviceTwin struct {
+	Enable bool `json:"enable"`
+	// DefaultReportCycle is how often, at most, a device's status goes to the cloud when none
+	// of its properties sets reportCycle.
+	DefaultReportCycle Duration `json:"defaultReportCycle"`
+	// DMI is the gRPC server mappers register with.
+	DMI DMI `json:"dmi"`
+}
+
+// DMI is the device management interface's unix socket server.
+type DMI struct {
+	// Socket is the unix socket mappers dial (KubeEdge's default path).
+	Socket string `json:"socket"`
+	// Group, if set, owns the socket (name or gid) so mappers of that group may connect.
+	Group string `json:"group,omitempty"`
+	// RequestsPerSecond and Burst limit all mapper requests together.
+	RequestsPerSecond float64 `json:"requestsPerSecond"`
+	Burst             int     `json:"burst"`
 }
 
 // Edged configures the pod runner and its local API.
@@ -241,6 +275,12 @@ func Default() *EdgeCore {
 			Server:       EdgedServer{Enable: true, Address: "127.0.0.1:10350"},
 			ImageGC:      ImageGC{HighThresholdPercent: 85, LowThresholdPercent: 80, MinAge: Duration{2 * time.Minute}},
 		},
+		EventBus: EventBus{Enable: true, Config: eventbus.Default()},
+		DeviceTwin: DeviceTwin{
+			Enable:             true,
+			DefaultReportCycle: Duration{time.Second},
+			DMI:                DMI{Socket: dmiDefaults.Socket, RequestsPerSecond: dmiDefaults.RequestsPerSecond, Burst: dmiDefaults.Burst},
+		},
 		Node: Node{
 			MaxPods:               nodestatus.DefaultMaxPods,
 			StatusUpdateFrequency: Duration{nodestatus.DefaultStatusUpdateFrequency},
@@ -306,6 +346,22 @@ func (c *EdgeCore) Validate() error {
 			if err := validateListenAddress(c.Edged.Server.Address, c.Edged.Server.AllowRemote); err != nil {
 				errs = append(errs, fmt.Errorf("edged.server.address: %w", err))
 			}
+		}
+	}
+	if c.EventBus.Enable {
+		if err := c.EventBus.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("eventBus: %w", err))
+		}
+	}
+	if c.DeviceTwin.Enable {
+		if !c.EventBus.Enable {
+			errs = append(errs, errors.New("deviceTwin.enable: the device twin answers on MQTT; enable eventBus too, or disable deviceTwin"))
+		}
+		if c.DeviceTwin.DefaultReportCycle.Duration < 100*time.Millisecond {
+			errs = append(errs, fmt.Errorf("deviceTwin.defaultReportCycle %s: want at least 100ms", c.DeviceTwin.DefaultReportCycle))
+		}
+		if err := c.DMIConfig().Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("deviceTwin.%w", err))
 		}
 	}
 	if c.Node.AutonomyTolerationSeconds != nil && *c.Node.AutonomyTolerationSeconds < -1 {
@@ -408,4 +464,15 @@ func validateCRIEndpoint(ep string) error {
 		return fmt.Errorf("%q: want unix:///absolute/path.sock", ep)
 	}
 	return nil
+}
+
+// dmiDefaults are the DMI server's own defaults; the file sets the user-facing subset.
+var dmiDefaults = dmi.DefaultConfig()
+
+// DMIConfig is the DMI server's configuration: the file's settings over its defaults.
+func (c *EdgeCore) DMIConfig() dmi.Config {
+	d := dmi.DefaultConfig()
+	d.Socket, d.Group = c.DeviceTwin.DMI.Socket, c.DeviceTwin.DMI.Group
+	d.RequestsPerSecond, d.Burst = c.DeviceTwin.DMI.RequestsPerSecond, c.DeviceTwin.DMI.Burst
+	return d
 }

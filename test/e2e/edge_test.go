@@ -114,6 +114,17 @@ admission:
 func newEdge(t *testing.T, dir, name string, addrs cloudAddrs, metaServer string, extra string) *syncEdge {
 	t.Helper()
 	e := &syncEdge{name: name, dataDir: filepath.Join(dir, name), metaServer: metaServer}
+	if extra != "" && !strings.HasSuffix(extra, "\n") {
+		extra += "\n"
+	}
+	// Several edgecores run on this one machine: the device modules, whose defaults are the
+	// node-wide KubeEdge broker port and DMI socket, run only where a test configures them.
+	if !strings.Contains(extra, "eventBus:") {
+		extra += "eventBus: {enable: false}\n"
+	}
+	if !strings.Contains(extra, "deviceTwin:") {
+		extra += "deviceTwin: {enable: false}\n"
+	}
 	e.cfgPath = writeFile(t, dir, name+".yaml", fmt.Sprintf(`apiVersion: edgecore.config.skerry.io/v1alpha1
 kind: EdgeCore
 nodeName: %s
