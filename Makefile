@@ -17,9 +17,12 @@ E2E_TIMEOUT ?= 40m
 help: ## Show this help.
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
+# A mapper's directory is named after its protocol, so its binary is named with -o.
 .PHONY: build
-build: ## Build cloudcore, edgecore and keadm into _output/bin.
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/cloudcore ./cmd/edgecore ./cmd/keadm
+build: ## Build cloudcore, edgecore, keadm, the mappers and modbus-sim into _output/bin.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/cloudcore ./cmd/edgecore ./cmd/keadm ./mappers/modbus/cmd/modbus-sim
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/virtual-mapper ./mappers/virtual
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/modbus-mapper ./mappers/modbus
 
 .PHONY: cross
 cross: ## Cross-compile the edge binaries for linux/arm64 and linux/arm (GOARM=7).

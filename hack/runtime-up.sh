@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local container runtime that tests and demos run pods on:
 #   - a plain-HTTP image registry on 127.0.0.1:5000 holding our own images (pause, busybox,
-#     skerry-demo), built from this tree and Debian's busybox, since no public registry is reachable;
+#     skerry-demo, virtual-mapper, modbus-mapper), built from this tree and Debian's busybox, since no public registry is reachable;
 #   - a private containerd (CRI) on unix:///run/skerry/containerd/containerd.sock, with its own root,
 #     state, runc root and CNI network (bridge skerry0, 10.88.0.0/16), whose registry mirrors send
 #     registry.k8s.io and docker.io pulls to the local registry.
@@ -95,16 +95,24 @@ build_tools() {
   t=$(now_ms)
   mkdir -p "$SKERRY_RUNTIME_BIN"
   # Static, stripped, path-independent: these binaries go into images whose digests should only
-  # change when the code does.
-  (cd "$SKERRY_ROOT" && CGO_ENABLED=0 go build -trimpath -buildvcs=false \
-    -ldflags "-s -w -X main.version=${DEMO_VERSION}" -o "${SKERRY_RUNTIME_BIN}/" \
-    ./images/pause ./images/skerry-demo ./hack/cmd/imagebuild ./hack/cmd/crismoke)
-  skerry::log "built pause, skerry-demo, imagebuild, crismoke in $(($(now_ms) - t)) ms"
+  # change when the code does. A mapper's directory is named after its protocol, hence -o.
+  local build=(go build -trimpath -buildvcs=false -ldflags "-s -w -X main.version=${DEMO_VERSION}")
+  (
+    cd "$SKERRY_ROOT"
+    export CGO_ENABLED=0
+    "${build[@]}" -o "${SKERRY_RUNTIME_BIN}/" \
+      ./images/pause ./images/skerry-demo ./hack/cmd/imagebuild ./hack/cmd/crismoke
+    "${build[@]}" -o "${SKERRY_RUNTIME_BIN}/virtual-mapper" ./mappers/virtual
+    "${build[@]}" -o "${SKERRY_RUNTIME_BIN}/modbus-mapper" ./mappers/modbus
+  )
+  skerry::log "built pause, skerry-demo, virtual-mapper, modbus-mapper, imagebuild, crismoke in $(($(now_ms) - t)) ms"
 }
 
 push_images() {
   "${SKERRY_RUNTIME_BIN}/imagebuild" --registry "$SKERRY_REGISTRY" \
     --pause-bin "${SKERRY_RUNTIME_BIN}/pause" --demo-bin "${SKERRY_RUNTIME_BIN}/skerry-demo" \
+    --virtual-mapper-bin "${SKERRY_RUNTIME_BIN}/virtual-mapper" \
+    --modbus-mapper-bin "${SKERRY_RUNTIME_BIN}/modbus-mapper" \
     --demo-version "$DEMO_VERSION" >/dev/null
 }
 

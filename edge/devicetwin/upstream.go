@@ -17,9 +17,12 @@ import (
 
 // Upstream. After a change of a reported value, an observedDesired value or the state,
 // the device's whole DeviceStatus goes to the outbox (class Coalesced: only the newest
-// per device waits there). Per device at most one enqueue per window, the smallest
-// reportCycle of its reported properties (and of stateReport), DefaultReportCycle when
-// none sets one, at most a minute; the newest status is always sent at the window's end.
+// per device waits there). Per device at most one enqueue per window: half the smallest
+// reportCycle of its reported properties (and of stateReport), or of DefaultReportCycle
+// when none sets one, at most a minute; the newest status is always sent at the window's
+// end. Half, because the mapper already reports once per cycle: a full-cycle window here
+// would add up to a cycle of delay whenever the two clocks drift, and a reading must reach
+// the cloud within two cycles.
 // The twin is stored, marked dirty, before an enqueue is scheduled, and the mark is
 // cleared only after the enqueue; Run enqueues every device still marked at start, so a
 // restart loses no newest value.
@@ -63,7 +66,7 @@ func (t *Twin) schedule(k wire.Key, spec *devicesv1beta1.Device, immediate bool)
 	t.fmu.Lock()
 	if _, ok := t.due[k]; !ok {
 		if last, ok := t.last[k]; ok && !immediate {
-			if end := last.Add(t.period(spec)); end.After(now) {
+			if end := last.Add(t.period(spec) / 2); end.After(now) {
 				at = end
 			}
 		}

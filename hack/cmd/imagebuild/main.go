@@ -1,11 +1,12 @@
-// Command imagebuild builds the images the local runtime needs (pause, busybox, skerry-demo) from
-// binaries on this machine, reproducibly, and pushes them to a plain-HTTP registry and/or writes
+// Command imagebuild builds the images the local runtime needs (pause, busybox, skerry-demo and
+// the virtual and modbus mappers) from binaries on this machine, reproducibly, and pushes them to a plain-HTTP registry and/or writes
 // them as docker-archive tarballs. No daemon and no public registry are involved.
 //
 // Reproducible means: the same binaries give the same digests on every run, so a warm run only
 // HEADs the manifests it would push and returns in about a second.
 //
-//	imagebuild --pause-bin _output/bin/pause --demo-bin _output/bin/skerry-demo
+//	imagebuild --pause-bin _output/bin/pause --demo-bin _output/bin/skerry-demo \
+//	  --virtual-mapper-bin _output/bin/virtual-mapper --modbus-mapper-bin _output/bin/modbus-mapper
 //	imagebuild --images busybox --registry '' --out-dir /tmp/archives
 package main
 
@@ -44,15 +45,17 @@ const defaultCreatedUnix = 1735689600
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 type options struct {
-	registry    string
-	images      []string
-	pauseBin    string
-	demoBin     string
-	busyboxBin  string
-	demoVersion string
-	outDir      string
-	created     time.Time
-	timeout     time.Duration
+	registry         string
+	images           []string
+	pauseBin         string
+	demoBin          string
+	busyboxBin       string
+	virtualMapperBin string
+	modbusMapperBin  string
+	demoVersion      string
+	outDir           string
+	created          time.Time
+	timeout          time.Duration
 }
 
 // imageSpec is one image: where it lives in the local registry, the public names it stands in for
@@ -82,7 +85,30 @@ func specs(o *options) []imageSpec {
 			public: []string{"docker.io/library/skerry-demo"},
 			build:  buildDemo,
 		},
+		{
+			key: "virtual-mapper", repo: "library/virtual-mapper", tags: []string{o.demoVersion, "latest"},
+			public: []string{"docker.io/library/virtual-mapper"},
+			build: func(o *options) (v1.Image, error) {
+				return buildMapper(o, "virtual-mapper", o.virtualMapperBin, "--virtual-mapper-bin")
+			},
+		},
+		{
+			key: "modbus-mapper", repo: "library/modbus-mapper", tags: []string{o.demoVersion, "latest"},
+			public: []string{"docker.io/library/modbus-mapper"},
+			build: func(o *options) (v1.Image, error) {
+				return buildMapper(o, "modbus-mapper", o.modbusMapperBin, "--modbus-mapper-bin")
+			},
+		},
 	}
+}
+
+// imageKeys lists every image this program knows, in build order.
+func imageKeys() []string {
+	var keys []string
+	for _, s := range specs(&options{}) {
+		keys = append(keys, s.key)
+	}
+	return keys
 }
 
 func main() {
@@ -105,11 +131,13 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{}
 	var images string
 	fs.StringVar(&o.registry, "registry", "127.0.0.1:5000", "registry (host:port, plain HTTP) to push to; empty to skip pushing")
-	fs.StringVar(&images, "images", "pause,busybox,skerry-demo", "comma-separated images to build")
+	fs.StringVar(&images, "images", strings.Join(imageKeys(), ","), "comma-separated images to build")
 	fs.StringVar(&o.pauseBin, "pause-bin", "", "static pause binary (required for the pause image)")
 	fs.StringVar(&o.demoBin, "demo-bin", "", "static skerry-demo binary (required for the skerry-demo image)")
 	fs.StringVar(&o.busyboxBin, "busybox-bin", "/bin/busybox", "static busybox binary (Debian busybox-static)")
-	fs.StringVar(&o.demoVersion, "demo-version", "0.1.0", "tag for the skerry-demo image besides latest")
+	fs.StringVar(&o.virtualMapperBin, "virtual-mapper-bin", "", "static virtual-mapper binary (required for the virtual-mapper image)")
+	fs.StringVar(&o.modbusMapperBin, "modbus-mapper-bin", "", "static modbus-mapper binary (required for the modbus-mapper image)")
+	fs.StringVar(&o.demoVersion, "demo-version", "0.1.0", "tag for the skerry-demo and mapper images besides latest")
 	fs.StringVar(&o.outDir, "out-dir", "", "also write each image as a docker-archive <image>.tar here (for ctr images import)")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "overall deadline")
 	if err := fs.Parse(args); err != nil {
@@ -126,17 +154,14 @@ func parseFlags(args []string) (*options, error) {
 		}
 		o.created = time.Unix(sec, 0).UTC()
 	}
-	known := map[string]bool{}
-	for _, s := range specs(o) {
-		known[s.key] = true
-	}
+	known := imageKeys()
 	for _, img := range strings.Split(images, ",") {
 		img = strings.TrimSpace(img)
 		if img == "" {
 			continue
 		}
-		if !known[img] {
-			return nil, fmt.Errorf("unknown image %q (want pause, busybox or skerry-demo)", img)
+		if !slices.Contains(known, img) {
+			return nil, fmt.Errorf("unknown image %q (want one of %s)", img, strings.Join(known, ", "))
 		}
 		o.images = append(o.images, img)
 	}
@@ -339,6 +364,35 @@ func buildDemo(o *options) (v1.Image, error) {
 		ExposedPorts: map[string]struct{}{"8080/tcp": {}},
 		WorkingDir:   "/",
 		Labels:       map[string]string{"org.opencontainers.image.version": o.demoVersion},
+	})
+}
+
+// buildMapper builds a DMI mapper image: the static binary at /<name> as entrypoint, run with the
+// mapper's default flags. Those put both the edge's DMI socket and the mapper's own socket in
+// /etc/kubeedge, the directory a mapper pod mounts from the host; the image ships it empty so
+// the container also starts without that mount. binFlag names the flag that gives bin.
+func buildMapper(o *options, name, bin, binFlag string) (v1.Image, error) {
+	if bin == "" {
+		return nil, fmt.Errorf("%s is required", binFlag)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := singleBinaryRootFS(o.created, name, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := fs.Dir("/etc/kubeedge", 0o755); err != nil {
+		return nil, err
+	}
+	// Runs as root: the edge creates the DMI socket as root, and connecting to a unix socket
+	// needs write permission on it.
+	return image(o, fs, v1.Config{
+		Entrypoint: []string{"/" + name},
+		Env:        []string{defaultPath},
+		WorkingDir: "/",
+		Labels:     map[string]string{"org.opencontainers.image.version": o.demoVersion},
 	})
 }
 

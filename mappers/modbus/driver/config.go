@@ -223,12 +223,16 @@ func defaultDataType(pt mapper.Type, bits bool, limit int) (modbus.DataType, err
 		return "", fmt.Errorf(`an INT property spans 1, 2 or 4 registers, not "limit" %d`, limit)
 	case mapper.TypeFloat, mapper.TypeDouble:
 		switch {
+		case limit == 1:
+			// One register holding a scaled integer (a temperature in tenths, say): the
+			// usual way KubeEdge models write a FLOAT read from a 16-bit register.
+			return modbus.TypeInt16, nil
 		case limit == 2, limit == 0 && pt == mapper.TypeFloat:
 			return modbus.TypeFloat32, nil
 		case limit == 4, limit == 0:
 			return modbus.TypeFloat64, nil
 		}
-		return "", fmt.Errorf(`a %s property spans 2 or 4 registers, not "limit" %d`, pt, limit)
+		return "", fmt.Errorf(`a %s property spans 1 (a scaled int16), 2 or 4 registers, not "limit" %d`, pt, limit)
 	case mapper.TypeBoolean:
 		return modbus.TypeBoolean, nil
 	case mapper.TypeString:

@@ -52,7 +52,7 @@ func connect(t *testing.T, cfg map[string]any, props ...*mapper.Property) mapper
 
 func TestDriverReadWrite(t *testing.T) {
 	bank, ip, port := startSim(t)
-	temp := prop("temperature", mapper.TypeFloat, map[string]any{"register": "HoldingRegister", "offset": int64(0), "limit": int64(1), "scale": 0.1, "dataType": "int16"})
+	temp := prop("temperature", mapper.TypeFloat, map[string]any{"register": "HoldingRegister", "offset": int64(0), "limit": int64(1), "scale": 0.1})
 	power := prop("power", mapper.TypeDouble, map[string]any{"register": "InputRegister", "offset": "10", "limit": "2", "isRegisterSwap": "true"})
 	count := prop("count", mapper.TypeInt, map[string]any{"register": "holdingregister", "offset": 20.0, "limit": 2})
 	on := prop("on", mapper.TypeBoolean, map[string]any{"register": "CoilRegister", "offset": int64(5)})
@@ -212,7 +212,7 @@ func TestParseVisitorErrors(t *testing.T) {
 		{mapper.TypeInt, map[string]any{}, `"register"`},
 		{mapper.TypeInt, map[string]any{"register": "HoldingRegister", "offset": int64(-1)}, `"offset" -1 out of range`},
 		{mapper.TypeInt, map[string]any{"register": "HoldingRegister", "limit": int64(3)}, `not "limit" 3`},
-		{mapper.TypeFloat, map[string]any{"register": "HoldingRegister", "limit": int64(1)}, `not "limit" 1`},
+		{mapper.TypeFloat, map[string]any{"register": "HoldingRegister", "limit": int64(3)}, `not "limit" 3`},
 		{mapper.TypeString, map[string]any{"register": "HoldingRegister"}, `needs "limit"`},
 		{mapper.TypeString, map[string]any{"register": "CoilRegister", "limit": int64(2)}, "cannot live in coils"},
 		{mapper.TypeInt, map[string]any{"register": "HoldingRegister", "scale": int64(0)}, `"scale" must not be 0`},
