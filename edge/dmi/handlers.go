@@ -97,17 +97,22 @@ func (h *handler) ReportDeviceStates(ctx context.Context, req *pb.ReportDeviceSt
 	return &pb.ReportDeviceStatesResponse{}, nil
 }
 
-// twinError turns the twin's refusal into a status. The twin refuses what the mapper sent
-// (unknown property, value not of the property's type), so InvalidArgument unless the
-// request itself ended.
+// twinError turns the twin's refusal into a status: NotFound for a device or property the
+// twin does not know (it may have just been removed), InvalidArgument for a value that does
+// not fit, Unavailable for anything else (the store failed: the mapper may retry).
 func twinError(ctx context.Context, k objKey, err error) error {
 	if ctx.Err() != nil {
 		return status.FromContextError(ctx.Err()).Err()
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
+	case errors.Is(err, devicetwin.ErrNotFound):
+		return status.Errorf(codes.NotFound, "device %s: %v", k, err)
+	case errors.Is(err, devicetwin.ErrInvalid):
+		return status.Errorf(codes.InvalidArgument, "device %s: %v", k, err)
 	}
-	return status.Errorf(codes.InvalidArgument, "device %s: %v", k, err)
+	return status.Errorf(codes.Unavailable, "device %s: %v", k, err)
 }
 
 // checkReport accepts a report only for a device on this node that a registered mapper

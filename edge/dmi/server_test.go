@@ -244,12 +244,21 @@ func TestReports(t *testing.T) {
 		t.Errorf("state = %q, want online (namespace defaulted, case folded)", state)
 	}
 
-	// The twin's refusal is the mapper's bad input.
-	twins.mu.Lock()
-	twins.err = errors.New(`value "x" is not a finite number`)
-	twins.mu.Unlock()
-	if _, err := srv.client.ReportDeviceStatus(ctx, status1); status.Code(err) != codes.InvalidArgument {
-		t.Errorf("twin refusal: %v, want InvalidArgument", err)
+	// The twin's refusals map to codes: bad input, gone, or a failure worth a retry.
+	for _, c := range []struct {
+		err  error
+		want codes.Code
+	}{
+		{fmt.Errorf(`%w: value "x" is not a finite number`, devicetwin.ErrInvalid), codes.InvalidArgument},
+		{fmt.Errorf("%w: device default/t1", devicetwin.ErrNotFound), codes.NotFound},
+		{errors.New("store: disk full"), codes.Unavailable},
+	} {
+		twins.mu.Lock()
+		twins.err = c.err
+		twins.mu.Unlock()
+		if _, err := srv.client.ReportDeviceStatus(ctx, status1); status.Code(err) != c.want {
+			t.Errorf("twin refusal %v: %v, want %s", c.err, err, c.want)
+		}
 	}
 }
 
