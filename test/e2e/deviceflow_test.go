@@ -91,6 +91,10 @@ func TestDevicesEndToEnd(t *testing.T) {
 	mapperProc := env.Start(t, "modbus-mapper", "--name", "modbus-e2e", "--socket", filepath.Join(dir, "modbus.sock"), "--dmi-socket", dmiSock)
 	t.Cleanup(func() { mapperProc.Stop(t) })
 
+	// The README's example applies as written.
+	if out, err := env.RunKubectl(ctx, "apply", "--dry-run=server", "-f", filepath.Join(env.Root, "docs", "examples", "thermostat.yaml")); err != nil {
+		t.Fatalf("docs/examples/thermostat.yaml: %v\n%s", err, out)
+	}
 	ns := createNamespace(t)
 	writeFile(t, dir, "model.yaml", fmt.Sprintf(`apiVersion: devices.kubeedge.io/v1beta1
 kind: DeviceModel
