@@ -7,7 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -107,12 +108,13 @@ func NewClient(dial DialFunc, framing Framing, opts Options) *Client {
 
 // NewTCPClient returns a Modbus TCP client for addr (host:port); it connects on first use.
 func NewTCPClient(addr string, opts Options) *Client {
-	opts = opts.withDefaults()
-	d := net.Dialer{Timeout: opts.DialTimeout}
+	// Not opts = opts.withDefaults(): NewClient applies them, and twice would turn
+	// Retries -1 (none) into 0 and then into DefaultRetries.
+	d := net.Dialer{Timeout: opts.withDefaults().DialTimeout}
 	c := NewClient(func(ctx context.Context) (io.ReadWriteCloser, error) {
 		return d.DialContext(ctx, "tcp", addr)
 	}, FramingTCP, opts)
-	c.log = opts.Logger.With("modbus", addr)
+	c.log = c.opts.Logger.With("modbus", addr)
 	return c
 }
 
@@ -135,20 +137,92 @@ func (c *Client) Connect(ctx context.Context) error {
 	return c.connect(ctx)
 }
 
-// NewRTUClient returns a Modbus RTU client on the serial device at path. The line's settings
-// (baud rate, parity, ...) are the ones the OS has for it; see docs/modbus.md.
-func NewRTUClient(path string, opts Options) *Client {
-	opts = opts.withDefaults()
-	c := NewClient(func(context.Context) (io.ReadWriteCloser, error) {
-		// O_NOCTTY: a serial line must not become our controlling terminal.
-		f, err := os.OpenFile(path, os.O_RDWR|noctty, 0)
-		if err != nil {
-			return nil, err
-		}
-		return f, nil
-	}, FramingRTU, opts)
-	c.log = opts.Logger.With("modbus", path)
+// NewRTUClient returns a Modbus RTU client on the serial device at path. Each time it opens
+// the device it puts the line in raw mode and applies line's non-zero settings (Linux only;
+// elsewhere the OS's settings are used and non-zero ones are logged as not applied). It
+// fails at the first request (or Connect) when line is invalid; see SerialConfig.Validate.
+func NewRTUClient(path string, line SerialConfig, opts Options) *Client {
+	c := NewClient(nil, FramingRTU, opts) // NewClient applies the defaults, once
+	c.log = c.opts.Logger.With("modbus", path)
+	c.dial = func(context.Context) (io.ReadWriteCloser, error) {
+		return openSerial(path, line, c.log)
+	}
 	return c
+}
+
+// SerialConfig is a serial line's settings. A zero field leaves that setting as the OS has it.
+type SerialConfig struct {
+	// BaudRate is one of StandardBaudRates.
+	BaudRate int
+	// DataBits is 5..8.
+	DataBits int
+	Parity   Parity
+	// StopBits is 1 or 2.
+	StopBits int
+}
+
+// IsZero reports whether c leaves every setting as the OS has it.
+func (c SerialConfig) IsZero() bool { return c == SerialConfig{} }
+
+// StandardBaudRates are the baud rates SerialConfig accepts, ascending.
+var StandardBaudRates = []int{1200, 1800, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400}
+
+// Validate checks every non-zero setting.
+func (c SerialConfig) Validate() error {
+	if c.BaudRate != 0 && !slices.Contains(StandardBaudRates, c.BaudRate) {
+		return fmt.Errorf("baud rate %d is not one of %v", c.BaudRate, StandardBaudRates)
+	}
+	if c.DataBits != 0 && (c.DataBits < 5 || c.DataBits > 8) {
+		return fmt.Errorf("data bits %d out of range 5..8", c.DataBits)
+	}
+	if c.Parity > ParityOdd {
+		return fmt.Errorf("unknown parity %d", c.Parity)
+	}
+	if c.StopBits != 0 && c.StopBits != 1 && c.StopBits != 2 {
+		return fmt.Errorf("stop bits %d, want 1 or 2", c.StopBits)
+	}
+	return nil
+}
+
+// Parity is a serial line's parity setting.
+type Parity byte
+
+const (
+	// ParityUnset leaves the line's parity as the OS has it.
+	ParityUnset Parity = iota
+	ParityNone
+	ParityEven
+	ParityOdd
+)
+
+func (p Parity) String() string {
+	switch p {
+	case ParityUnset:
+		return "unset"
+	case ParityNone:
+		return "none"
+	case ParityEven:
+		return "even"
+	case ParityOdd:
+		return "odd"
+	}
+	return fmt.Sprintf("Parity(%d)", byte(p))
+}
+
+// ParseParity reads a parity as KubeEdge device configs spell it: none, even or odd, or N, E
+// or O, in any case; "" is ParityUnset.
+func ParseParity(s string) (Parity, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return ParityUnset, nil
+	case "none", "n":
+		return ParityNone, nil
+	case "even", "e":
+		return ParityEven, nil
+	case "odd", "o":
+		return ParityOdd, nil
+	}
+	return ParityUnset, fmt.Errorf("parity %q is not none, even or odd", s)
 }
 
 // Close closes the connection; later requests fail.

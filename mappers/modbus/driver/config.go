@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,11 +21,10 @@ type deviceConfig struct {
 	// addr is host:port for Modbus TCP; serialPort the device path for RTU. Exactly one is set.
 	addr       string
 	serialPort string
-	// serial line settings as configured; the OS's settings are what is used (see docs).
-	baudRate, dataBits, stopBits int64
-	parity                       string
-	slaveID                      byte
-	timeout                      time.Duration
+	// line is the serial line's settings for RTU; zero fields keep the OS's.
+	line    modbus.SerialConfig
+	slaveID byte
+	timeout time.Duration
 }
 
 // DefaultPort is Modbus TCP's registered port.
@@ -80,25 +80,30 @@ func parseDeviceConfig(data map[string]any) (deviceConfig, error) {
 		if !strings.HasPrefix(c.serialPort, "/") {
 			return c, fmt.Errorf(`"serialPort" %q must be an absolute device path`, c.serialPort)
 		}
-		if c.baudRate, err = getInt(flat, "baudRate", 1, 4000000, 0); err != nil {
+		baud, err := getInt(flat, "baudRate", 0, math.MaxInt32, 0)
+		if err != nil {
 			return c, err
 		}
-		if c.dataBits, err = getInt(flat, "dataBits", 5, 8, 0); err != nil {
+		if baud != 0 && !slices.Contains(modbus.StandardBaudRates, int(baud)) {
+			return c, fmt.Errorf(`"baudRate" %d is not a standard rate %v`, baud, modbus.StandardBaudRates)
+		}
+		dataBits, err := getInt(flat, "dataBits", 5, 8, 0)
+		if err != nil {
 			return c, err
 		}
-		if c.stopBits, err = getInt(flat, "stopBits", 1, 2, 0); err != nil {
+		stopBits, err := getInt(flat, "stopBits", 1, 2, 0)
+		if err != nil {
 			return c, err
 		}
 		p, err := getString(flat, "parity")
 		if err != nil {
 			return c, err
 		}
-		switch strings.ToLower(p) {
-		case "", "none", "n", "even", "e", "odd", "o":
-			c.parity = strings.ToLower(p)
-		default:
-			return c, fmt.Errorf(`"parity" %q is not none, even or odd`, p)
+		parity, err := modbus.ParseParity(p)
+		if err != nil {
+			return c, fmt.Errorf(`"parity" %q is not none, even or odd (or N, E, O)`, p)
 		}
+		c.line = modbus.SerialConfig{BaudRate: int(baud), DataBits: int(dataBits), Parity: parity, StopBits: int(stopBits)}
 	}
 	// RTU addresses are 1..247; Modbus TCP unit ids may be anything but 0 here (0 would be
 	// taken as "default").

@@ -53,13 +53,7 @@ func (d *Driver) Connect(ctx context.Context, dev *mapper.Device) (mapper.Device
 	opts.Logger = log
 	var c *modbus.Client
 	if cfg.serialPort != "" {
-		if cfg.baudRate != 0 || cfg.dataBits != 0 || cfg.stopBits != 0 || cfg.parity != "" {
-			// We do not program the line; say so rather than pretend.
-			log.Info("modbus RTU line settings are taken from the OS, configData's are not applied",
-				"serialPort", cfg.serialPort, "baudRate", cfg.baudRate, "dataBits", cfg.dataBits,
-				"parity", cfg.parity, "stopBits", cfg.stopBits)
-		}
-		c = modbus.NewRTUClient(cfg.serialPort, opts)
+		c = modbus.NewRTUClient(cfg.serialPort, cfg.line, opts)
 	} else {
 		c = modbus.NewTCPClient(cfg.addr, opts)
 	}

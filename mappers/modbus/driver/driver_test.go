@@ -182,7 +182,12 @@ func TestConnectErrors(t *testing.T) {
 		{map[string]any{"ip": int64(1)}, `"ip" must be a string`},
 		{map[string]any{"ip": "127.0.0.1", "slaveID": int64(0)}, `"slaveID" 0 out of range`},
 		{map[string]any{"serialPort": "/dev/ttyS0", "slaveID": int64(248)}, `"slaveID" 248 out of range 1..247`},
-		{map[string]any{"serialPort": "/dev/ttyS0", "parity": "mark"}, "parity"},
+		{map[string]any{"serialPort": "/dev/ttyS0", "parity": "mark"}, `"parity" "mark"`},
+		{map[string]any{"serialPort": "/dev/ttyS0", "baudRate": int64(9601)}, `"baudRate" 9601 is not a standard rate`},
+		{map[string]any{"serialPort": "/dev/ttyS0", "baudRate": int64(460800)}, `"baudRate" 460800`},
+		{map[string]any{"serialPort": "/dev/ttyS0", "baudRate": int64(-1)}, `"baudRate" -1 out of range`},
+		{map[string]any{"serialPort": "/dev/ttyS0", "dataBits": int64(9)}, `"dataBits" 9 out of range`},
+		{map[string]any{"serialPort": "/dev/ttyS0", "stopBits": 1.5}, `"stopBits" 1.5 is not an integer`},
 		{map[string]any{"serialPort": "ttyS0"}, "absolute"},
 		{map[string]any{"tcp": "x"}, `"tcp" must be an object`},
 		{map[string]any{"ip": "1.2.3.4", "tcp": map[string]any{"ip": "5.6.7.8"}}, "both at the top"},
@@ -198,8 +203,19 @@ func TestConnectErrors(t *testing.T) {
 		t.Fatalf("%+v, %v", c, err)
 	}
 	c, err = parseDeviceConfig(map[string]any{"com": map[string]any{"serialPort": "/dev/ttyUSB0", "baudRate": int64(9600), "parity": "even", "dataBits": "8", "stopBits": 1.0}})
-	if err != nil || c.serialPort != "/dev/ttyUSB0" || c.baudRate != 9600 || c.slaveID != 1 {
+	want := modbus.SerialConfig{BaudRate: 9600, DataBits: 8, Parity: modbus.ParityEven, StopBits: 1}
+	if err != nil || c.serialPort != "/dev/ttyUSB0" || c.line != want || c.slaveID != 1 {
 		t.Fatalf("%+v, %v", c, err)
+	}
+	// KubeEdge's one-letter parity spellings, any case; an absent key keeps the OS's setting.
+	for p, want := range map[string]modbus.Parity{"N": modbus.ParityNone, "e": modbus.ParityEven, "O": modbus.ParityOdd, "None": modbus.ParityNone} {
+		c, err := parseDeviceConfig(map[string]any{"serialPort": "/dev/ttyS0", "parity": p})
+		if err != nil || c.line != (modbus.SerialConfig{Parity: want}) {
+			t.Errorf("parity %q: %+v, %v", p, c.line, err)
+		}
+	}
+	if c, err := parseDeviceConfig(map[string]any{"serialPort": "/dev/ttyS0"}); err != nil || !c.line.IsZero() {
+		t.Errorf("no line settings: %+v, %v", c.line, err)
 	}
 }
 
