@@ -78,14 +78,16 @@ func newRunner(m *Mapper, dev *Device, stateCycle time.Duration, prev *runner) *
 func (r *runner) run(ctx context.Context) {
 	defer close(r.done)
 	if r.prev != nil {
+		// Wait for the old runner even when this one is already replaced: the next one
+		// inherits from this one, so skipping the inheritance would lose the applied
+		// desired values and last readings. The old runner is cancelled and ends promptly.
 		r.prev.cancel()
-		select {
-		case <-r.prev.done:
-		case <-ctx.Done():
-			return
-		}
+		<-r.prev.done
 		r.inherit(r.prev)
 		r.prev = nil // let the old runner be collected
+		if ctx.Err() != nil {
+			return
+		}
 	}
 	for _, p := range r.dev.Properties {
 		if p.Push != nil && len(p.Push.Unsupported) > 0 {
@@ -386,6 +388,22 @@ func (r *runner) reportTwins(ctx context.Context) {
 		ReportedDevice:  st,
 	})
 	r.m.reportResult(ctx, err, r.log, "status")
+	r.dropIfGone(ctx, err)
+}
+
+// dropIfGone stops the device when the edge says it has no such device: it was deleted while
+// the edge could not tell this mapper (edgecore was down, say), and polling it is useless.
+// Should the edge still have it, its next push starts it again.
+func (r *runner) dropIfGone(ctx context.Context, err error) {
+	if ctx.Err() != nil || status.Code(err) != codes.NotFound {
+		return
+	}
+	r.log.Warn("the edge has no such device any more; stopping it", "err", err)
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	if e, ok := r.m.devices[key(r.dev.Namespace, r.dev.Name)]; ok && e.last == r {
+		r.m.removeLocked(key(r.dev.Namespace, r.dev.Name))
+	}
 }
 
 func (r *runner) setState(s string) {
@@ -426,6 +444,7 @@ func (r *runner) stateLoop(ctx context.Context) {
 		})
 		cancel()
 		r.m.reportResult(ctx, err, r.log, "state")
+		r.dropIfGone(ctx, err)
 	}
 }
 

@@ -37,6 +37,7 @@ type fakeEdge struct {
 	statuses  []*v1beta1.ReportDeviceStatusRequest
 	states    []*v1beta1.ReportDeviceStatesRequest
 	statusAt  []time.Time
+	gone      map[string]bool // devices the edge answers NotFound for
 }
 
 func startEdge(t *testing.T, path string, answer *v1beta1.MapperRegisterResponse) *fakeEdge {
@@ -65,6 +66,9 @@ func (e *fakeEdge) MapperRegister(_ context.Context, req *v1beta1.MapperRegister
 func (e *fakeEdge) ReportDeviceStatus(_ context.Context, req *v1beta1.ReportDeviceStatusRequest) (*v1beta1.ReportDeviceStatusResponse, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.gone[req.GetDeviceName()] {
+		return nil, status.Error(codes.NotFound, "device is not on this node")
+	}
 	e.statuses = append(e.statuses, req)
 	e.statusAt = append(e.statusAt, time.Now())
 	return &v1beta1.ReportDeviceStatusResponse{}, nil
@@ -422,6 +426,27 @@ func TestDeviceStates(t *testing.T) {
 	})
 	h.drv.set(func(d *fakeDriver) { d.readErr = nil })
 	waitFor(t, "ok again", func() bool { return h.edge.lastState("t3") == StateOK })
+}
+
+// TestDeviceGoneFromEdgeIsStopped: a device the edge no longer has (deleted while the edge
+// could not tell the mapper) is stopped when a report is answered NotFound.
+func TestDeviceGoneFromEdgeIsStopped(t *testing.T) {
+	h := start(t, nil)
+	ctx := context.Background()
+	if _, err := h.client.CreateDeviceModel(ctx, &v1beta1.CreateDeviceModelRequest{Model: testModel()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.client.RegisterDevice(ctx, &v1beta1.RegisterDeviceRequest{Device: testDevice("t9", "", 20)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a report", func() bool { return h.edge.twin("t9", "temperature") != nil })
+	h.edge.mu.Lock()
+	h.edge.gone = map[string]bool{"t9": true}
+	h.edge.mu.Unlock()
+	waitFor(t, "device stopped", func() bool {
+		_, err := h.client.GetDevice(ctx, &v1beta1.GetDeviceRequest{DeviceName: "t9", DeviceNamespace: "default"})
+		return status.Code(err) == codes.NotFound
+	})
 }
 
 func TestReportCadence(t *testing.T) {
