@@ -35,6 +35,10 @@ const (
 	pushQueueLen   = 64
 	mqttTimeout    = 5 * time.Second
 	maxMQTTBrokers = 64
+	// mqttRetry is how long paho sleeps between first-connect attempts. Its default (30 s)
+	// delays the first push after a broker comes up and keeps the connect goroutine alive
+	// that long after the mapper stops.
+	mqttRetry = time.Second
 )
 
 type pushJob struct {
@@ -51,7 +55,9 @@ type pusher struct {
 
 	mu      sync.Mutex
 	brokers map[string]mqtt.Client
-	closed  bool
+	// connects are the Connect tokens: each completes when its connect goroutine ends.
+	connects []mqtt.Token
+	closed   bool
 }
 
 func newPusher(name string, log *slog.Logger) *pusher {
@@ -158,11 +164,12 @@ func (p *pusher) broker(address string) (mqtt.Client, error) {
 		SetWriteTimeout(mqttTimeout).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
+		SetConnectRetryInterval(mqttRetry).
 		SetMaxReconnectInterval(30 * time.Second).
 		SetCleanSession(true)
 	c := mqtt.NewClient(opts)
 	// With ConnectRetry the client keeps trying in the background; publishes fail until then.
-	c.Connect()
+	p.connects = append(p.connects, c.Connect())
 	p.brokers[address] = c
 	p.log.Info("mqtt push broker added", "broker", address)
 	return c, nil
@@ -175,6 +182,15 @@ func (p *pusher) close() {
 	for _, c := range p.brokers {
 		c.Disconnect(250)
 	}
-	p.brokers = nil
+	// A client still trying its first connect stops only after the attempt under way and
+	// one retry sleep; wait for that so no goroutine outlives the mapper.
+	deadline := time.Now().Add(mqttTimeout + mqttRetry)
+	for _, t := range p.connects {
+		if !t.WaitTimeout(time.Until(deadline)) {
+			p.log.Warn("mqtt push client did not stop in time")
+			break
+		}
+	}
+	p.brokers, p.connects = nil, nil
 	p.http.CloseIdleConnections()
 }

@@ -29,7 +29,13 @@ func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return le
 // startBus runs a bus until the test ends and waits until it is ready.
 func startBus(t *testing.T, cfg Config) *EventBus {
 	t.Helper()
-	b, err := New(cfg, testLogger(t))
+	return startBusLog(t, cfg, testLogger(t))
+}
+
+// startBusLog is startBus with the bus logging to log.
+func startBusLog(t *testing.T, cfg Config, log *slog.Logger) *EventBus {
+	t.Helper()
+	b, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
