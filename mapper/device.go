@@ -197,10 +197,9 @@ func (r *runner) poll(ctx context.Context, conn DeviceConn) error {
 			failures = 0
 		}
 		if !now.Before(nextReport) {
-			nextReport = nextReport.Add(reportEvery)
-			if nextReport.Before(now) {
-				nextReport = now.Add(reportEvery)
-			}
+			// From now, not from the missed slot: a report that came late (a loaded
+			// machine) is never followed by one less than a cycle later.
+			nextReport = now.Add(reportEvery)
 			if r.applyDesired(ctx, conn) == 0 {
 				r.reportTwins(ctx)
 			}

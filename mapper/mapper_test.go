@@ -431,14 +431,12 @@ func TestDeviceStates(t *testing.T) {
 // TestDeviceGoneFromEdgeIsStopped: a device the edge no longer has (deleted while the edge
 // could not tell the mapper) is stopped when a report is answered NotFound.
 func TestDeviceGoneFromEdgeIsStopped(t *testing.T) {
-	h := start(t, nil)
+	// The device comes with the registration answer, so a re-registration under load keeps it.
+	h := start(t, &v1beta1.MapperRegisterResponse{
+		ModelList:  []*v1beta1.DeviceModel{testModel()},
+		DeviceList: []*v1beta1.Device{testDevice("t9", "", 20)},
+	})
 	ctx := context.Background()
-	if _, err := h.client.CreateDeviceModel(ctx, &v1beta1.CreateDeviceModelRequest{Model: testModel()}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.client.RegisterDevice(ctx, &v1beta1.RegisterDeviceRequest{Device: testDevice("t9", "", 20)}); err != nil {
-		t.Fatal(err)
-	}
 	waitFor(t, "a report", func() bool { return h.edge.twin("t9", "temperature") != nil })
 	h.edge.mu.Lock()
 	h.edge.gone = map[string]bool{"t9": true}

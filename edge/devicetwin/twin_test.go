@@ -242,8 +242,12 @@ func TestStateUpdate(t *testing.T) {
 }
 
 func TestReportTwinsAndUpstream(t *testing.T) {
-	h := newHarness(t, "", true, nil)
+	h := newHarness(t, "", false, nil)
 	ctx := context.Background()
+	// A window (half of reportCycle 4 s) no loaded machine outlasts with five reports.
+	apply(t, h.db, wire.OpInsert, "default/devicemodel/thermo-model", modelJSON)
+	apply(t, h.db, wire.OpInsert, "default/device/thermo-1", strings.ReplaceAll(deviceJSON("thermo-1", "uid-1", "20"), `"reportCycle":50`, `"reportCycle":4000`))
+	waitFor(t, "the device in the twin", func() bool { return h.twin.Expected("default", "thermo-1") != nil })
 	// Several reports within the window: the newest must go up; not one enqueue each.
 	for i := range 5 {
 		err := h.twin.ReportTwins(ctx, "default", "thermo-1", []Report{
