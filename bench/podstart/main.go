@@ -398,7 +398,10 @@ metaServer: {address: %q}
 edged:
   cgroupRoot: %s
   server: {address: %q}
-`, o.node, dataDir, o.endpoint, o.wsPort, o.bootstrapPort, strings.TrimSpace(string(out)), o.metaServer, edgeCgroupRoot, o.edgedServer)
+eventBus: {internal: {address: "127.0.0.1:0"}}
+deviceTwin: {dmi: {socket: %q}}
+`, o.node, dataDir, o.endpoint, o.wsPort, o.bootstrapPort, strings.TrimSpace(string(out)), o.metaServer, edgeCgroupRoot, o.edgedServer,
+		filepath.Join(b.work, "dmi.sock"))
 	path := filepath.Join(b.work, "edgecore.yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 		return fmt.Errorf("writing edgecore config: %w", err)

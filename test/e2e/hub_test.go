@@ -129,6 +129,10 @@ metaServer:
   address: 127.0.0.1:0
 edged:
   enable: false
+eventBus:
+  enable: false   # two edgecores here: the broker port is node-wide
+deviceTwin:
+  enable: false
 hub:
   server: %q
   protocol: %s
