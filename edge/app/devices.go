@@ -58,7 +58,17 @@ func startDevices(start func(string, func(context.Context) error), cfg *config.E
 	}
 	server.Store(srv)
 	start("devicetwin", twin.Run)
-	start("dmi", srv.Run)
+	// Mappers are answered only once the twin is loaded: before, the desired values they got
+	// would be the cloud's, undoing (for a moment, on the device itself) values set at the
+	// edge, as after every edgecore restart.
+	start("dmi", func(ctx context.Context) error {
+		select {
+		case <-twin.Loaded():
+		case <-ctx.Done():
+			return nil
+		}
+		return srv.Run(ctx)
+	})
 	return nil
 }
 

@@ -92,6 +92,10 @@ func (d *device) prop(name string) (int, bool) {
 type Twin struct {
 	cfg Config
 	log *slog.Logger
+	// loaded is closed once the stored twins and the store's devices are loaded, so
+	// Expected answers with what is really in force.
+	loaded     chan struct{}
+	loadedOnce sync.Once
 
 	// mu guards devices and models and is held across each store write, so the store
 	// and memory change in the same order. Never held while publishing or calling out.
@@ -131,6 +135,7 @@ func New(cfg Config) (*Twin, error) {
 	return &Twin{
 		cfg:     cfg,
 		log:     cfg.Logger.With("node", cfg.NodeName),
+		loaded:  make(chan struct{}),
 		devices: map[wire.Key]*device{},
 		models:  map[wire.Key]*devicesv1beta1.DeviceModel{},
 		due:     map[wire.Key]time.Time{},
@@ -166,6 +171,7 @@ func (t *Twin) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	t.loadedOnce.Do(func() { close(t.loaded) })
 	t.mu.Lock()
 	for k, d := range t.devices {
 		if d.twin.Dirty != 0 {
@@ -532,6 +538,11 @@ func equalStored(a, b *store.TwinValue) bool {
 	}
 	return a.Value == b.Value && maps.Equal(a.Metadata, b.Metadata)
 }
+
+// Loaded is closed once Run has loaded the stored twins and the store's devices. Until then
+// Expected knows no device: a DMI server answering mappers before it would hand them the
+// cloud's desired values and undo values set at the edge.
+func (t *Twin) Loaded() <-chan struct{} { return t.loaded }
 
 // Expected returns the desired values in force now, keyed by property, or nil for an
 // unknown device.

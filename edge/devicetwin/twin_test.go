@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	devicesv1beta1 "github.com/skerry-io/skerry/api/devices/v1beta1"
 	"github.com/skerry-io/skerry/pkg/wire"
@@ -404,5 +405,19 @@ func TestEnqueueRetriedAfterFailure(t *testing.T) {
 	waitFor(t, "status after the outbox recovered", func() bool { return len(out.all()) == 1 })
 	if !strings.Contains(string(out.all()[0].Content), `"value":"9"`) {
 		t.Errorf("status = %s", out.all()[0].Content)
+	}
+}
+
+// TestLoadedAfterFirstResync: Loaded closes only once the twin knows the store's devices, so
+// Expected has the edge-set values from then on.
+func TestLoadedAfterFirstResync(t *testing.T) {
+	h := newHarness(t, "", true, nil)
+	select {
+	case <-h.twin.Loaded():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Loaded never closed")
+	}
+	if h.twin.Expected("default", "thermo-1") == nil {
+		t.Error("loaded, but the device is unknown")
 	}
 }
