@@ -192,61 +192,23 @@ func (t *Twin) Run(ctx context.Context) error {
 		return err
 	}
 
-	for {
-		w, err := t.cfg.Store.Watch(ctx, rev)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if !errors.Is(err, store.ErrCompacted) {
-				return fmt.Errorf("devicetwin: watch devices: %w", err)
-			}
-		} else {
-			err = t.follow(ctx, w)
-			w.Stop()
-			if ctx.Err() != nil {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			t.log.Info("devicetwin: store watch ended; listing devices again", "err", w.Err())
-		}
-		if rev, err = t.resync(ctx); err != nil {
-			return err
-		}
-	}
+	return t.cfg.Store.Follow(ctx, rev, t.resync, func(ev store.Event) { t.handle(ctx, ev) }, t.log)
 }
 
-// follow handles store events until the watcher ends; it returns an error only for one
-// that listing again cannot cure.
-func (t *Twin) follow(ctx context.Context, w *store.Watcher) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events():
-			if !ok {
-				err := w.Err()
-				if err == nil || errors.Is(err, store.ErrCompacted) || errors.Is(err, store.ErrWatcherTooSlow) {
-					return nil
-				}
-				return fmt.Errorf("devicetwin: store watch: %w", err)
-			}
-			switch ev.Object.Key.Type {
-			case wire.TypeDeviceModel:
-				if ev.Type == store.Deleted {
-					t.removeModel(ctx, ev.Object.Key)
-				} else {
-					t.applyModel(ctx, ev.Object)
-				}
-			case wire.TypeDevice:
-				if ev.Type == store.Deleted {
-					t.removeDevice(ctx, ev.Object.Key, ev.Object.UID)
-				} else {
-					t.applyDevice(ctx, ev.Object)
-				}
-			}
+// handle applies one store change of a device or model.
+func (t *Twin) handle(ctx context.Context, ev store.Event) {
+	switch ev.Object.Key.Type {
+	case wire.TypeDeviceModel:
+		if ev.Type == store.Deleted {
+			t.removeModel(ctx, ev.Object.Key)
+		} else {
+			t.applyModel(ctx, ev.Object)
+		}
+	case wire.TypeDevice:
+		if ev.Type == store.Deleted {
+			t.removeDevice(ctx, ev.Object.Key, ev.Object.UID)
+		} else {
+			t.applyDevice(ctx, ev.Object)
 		}
 	}
 }

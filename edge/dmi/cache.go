@@ -3,7 +3,6 @@ package dmi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	devicesv1beta1 "github.com/skerry-io/skerry/api/devices/v1beta1"
@@ -87,51 +86,7 @@ func (s *Server) relist(ctx context.Context) (int64, error) {
 // follow applies store changes to the cache until ctx ends, listing again when the watch
 // falls behind.
 func (s *Server) follow(ctx context.Context, rev int64) error {
-	for {
-		w, err := s.store.Watch(ctx, rev)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if !errors.Is(err, store.ErrCompacted) {
-				return fmt.Errorf("dmi: watch devices: %w", err)
-			}
-			if rev, err = s.relist(ctx); err != nil {
-				return err
-			}
-			continue
-		}
-		err = s.drain(ctx, w)
-		w.Stop()
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		s.log.Info("store watch ended; listing devices again", "err", w.Err())
-		if rev, err = s.relist(ctx); err != nil {
-			return err
-		}
-	}
-}
-
-func (s *Server) drain(ctx context.Context, w *store.Watcher) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events():
-			if !ok {
-				err := w.Err()
-				if err == nil || errors.Is(err, store.ErrCompacted) || errors.Is(err, store.ErrWatcherTooSlow) {
-					return nil
-				}
-				return fmt.Errorf("dmi: store watch: %w", err)
-			}
-			s.apply(ev)
-		}
-	}
+	return s.store.Follow(ctx, rev, s.relist, s.apply, s.log)
 }
 
 // apply updates the cache for one store event and marks what it touches dirty.
