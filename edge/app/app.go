@@ -52,6 +52,7 @@ import (
 	"github.com/skerry-io/skerry/edge/metaserver"
 	"github.com/skerry-io/skerry/edge/nodestatus"
 	"github.com/skerry-io/skerry/edge/store"
+	"github.com/skerry-io/skerry/internal/memtrim"
 	"github.com/skerry-io/skerry/pkg/transport"
 	"github.com/skerry-io/skerry/pkg/version"
 	"github.com/skerry-io/skerry/pkg/wire"
@@ -63,6 +64,9 @@ const (
 	renewRetryMin = 10 * time.Second
 	renewRetryMax = 10 * time.Minute
 )
+
+// releaseStartupPagesAfter is how long after start edgecore releases its start-up pages.
+const releaseStartupPagesAfter = 30 * time.Second
 
 // ErrNoToken: the node has no certificate and the configuration has no join token.
 var ErrNoToken = errors.New("hub.token: the node has no certificate yet and no join token is configured; " +
@@ -150,6 +154,12 @@ func Run(ctx context.Context, cfg *config.EdgeCore, log *slog.Logger) error {
 	if err := startDevices(start, cfg, db, notify, log); err != nil {
 		return err
 	}
+	// Start-up code and data stay mapped for good unless released (internal/memtrim); by
+	// then every module has started and the first join or connection has been tried.
+	start("memtrim", func(ctx context.Context) error {
+		memtrim.After(ctx, releaseStartupPagesAfter, log)
+		return nil
+	})
 
 	creds, err := Credentials(ctx, cfg, log)
 	if err != nil {
