@@ -70,6 +70,7 @@ func startEdged(ctx context.Context, start func(string, func(context.Context) er
 		return fmt.Errorf("edged: %w", err)
 	}
 	start("prober", prober.Run)
+	start("events", rep.Run)
 	start("edged", r.Run)
 	gc, err := imagegc.New(imagegc.Config{
 		Runtime: rt.Runtime(), Images: rt.ImageService(),

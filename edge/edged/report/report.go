@@ -1,6 +1,11 @@
 // Package report sends what Edged learns about pods to the cloud through the durable outbox:
 // pod status (coalesced per pod, and only when it changed), the end of a pod's deletion, and
 // events.
+//
+// Events are written by [Reporter.Run], not by the pod worker that records them: each outbox
+// write is an fsync'd commit, and a pod start records two or three events, so writing them
+// inline would put those commits, queued behind every other pod's, on the start's critical
+// path. Statuses stay inline: the pod is not Running for Kubernetes until its status is stored.
 package report
 
 import (
@@ -29,6 +34,9 @@ const Source = "edged"
 // again: a crash-looping container would otherwise fill the outbox with copies.
 const eventRepeat = time.Minute
 
+// eventQueue is how many events wait for Run before Event writes them itself.
+const eventQueue = 1024
+
 // Outbox is the part of the store's outbox the reporter writes to.
 type Outbox interface {
 	Enqueue(ctx context.Context, msg *wire.Message, class store.Class) (int64, error)
@@ -45,6 +53,15 @@ type Reporter struct {
 	mu     sync.Mutex
 	sent   map[types.UID][sha256.Size]byte // last status sent per pod
 	events map[string]time.Time            // last time an event was sent, by pod uid+reason+message
+
+	queue chan queuedEvent // events for Run to write
+}
+
+type queuedEvent struct {
+	key     wire.Key
+	content []byte
+	pod     *corev1.Pod
+	reason  string
 }
 
 var _ edged.StatusSink = (*Reporter)(nil)
@@ -58,7 +75,36 @@ func New(outbox Outbox, notify func(), nodeName string, log *slog.Logger) *Repor
 		log = slog.Default()
 	}
 	return &Reporter{outbox: outbox, notify: notify, nodeName: nodeName, log: log, now: time.Now,
-		sent: make(map[types.UID][sha256.Size]byte), events: make(map[string]time.Time)}
+		sent: make(map[types.UID][sha256.Size]byte), events: make(map[string]time.Time),
+		queue: make(chan queuedEvent, eventQueue)}
+}
+
+// Run writes queued events to the outbox until ctx ends, then writes what is still queued.
+func (r *Reporter) Run(ctx context.Context) error {
+	// A write is one short commit: it is not cut off by the stop, and the store closes only
+	// after Run returns, so what was recorded goes in first.
+	write := context.WithoutCancel(ctx)
+	for {
+		select {
+		case e := <-r.queue:
+			r.writeEvent(write, e)
+		case <-ctx.Done():
+			for {
+				select {
+				case e := <-r.queue:
+					r.writeEvent(write, e)
+				default:
+					return nil
+				}
+			}
+		}
+	}
+}
+
+func (r *Reporter) writeEvent(ctx context.Context, e queuedEvent) {
+	if err := r.enqueue(ctx, wire.OpInsert, e.key, e.content, store.FIFO); err != nil {
+		r.log.Warn("could not record event", "namespace", e.pod.Namespace, "pod", e.pod.Name, "reason", e.reason, "err", err)
+	}
 }
 
 // podStatusContent is the upstream pod status (docs/protocol.md): the pod's identity and status.
@@ -118,6 +164,8 @@ func (r *Reporter) PodDeleted(ctx context.Context, pod *corev1.Pod) error {
 
 // Event records an event about the pod, as the kubelet would (source component "kubelet"
 // so `kubectl describe` and tools filtering on it show it), skipping repeats within a minute.
+// It queues the event for Run; when the queue is full it writes the event itself, so an
+// event is never dropped for want of room.
 func (r *Reporter) Event(ctx context.Context, pod *corev1.Pod, eventType, reason, message string) {
 	now := r.now()
 	key := string(pod.UID) + "\x00" + reason + "\x00" + message
@@ -148,11 +196,15 @@ func (r *Reporter) Event(ctx context.Context, pod *corev1.Pod, eventType, reason
 		Count:          1,
 	}
 	content, err := json.Marshal(ev)
-	if err == nil {
-		err = r.enqueue(ctx, wire.OpInsert, wire.Key{Namespace: pod.Namespace, Type: wire.TypeEvent, Name: name}, content, store.FIFO)
-	}
 	if err != nil {
 		r.log.Warn("could not record event", "namespace", pod.Namespace, "pod", pod.Name, "reason", reason, "err", err)
+		return
+	}
+	e := queuedEvent{key: wire.Key{Namespace: pod.Namespace, Type: wire.TypeEvent, Name: name}, content: content, pod: pod, reason: reason}
+	select {
+	case r.queue <- e:
+	default:
+		r.writeEvent(ctx, e)
 	}
 }
 

@@ -3,6 +3,7 @@ package report
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -65,6 +66,14 @@ func TestPodStatusOnlyWhenChangedAndCoalesced(t *testing.T) {
 	}
 }
 
+// run starts r.Run and returns a function that stops it and waits for it.
+func run(r *Reporter) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func() { cancel(); <-done }
+}
+
 func TestPodDeletedAndEvents(t *testing.T) {
 	db := open(t)
 	r := New(db.Outbox(), nil, "edge-1", nil)
@@ -76,6 +85,10 @@ func TestPodDeletedAndEvents(t *testing.T) {
 	r.Event(ctx, pod, corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container") // repeat: dropped
 	now = now.Add(2 * eventRepeat)
 	r.Event(ctx, pod, corev1.EventTypeWarning, "BackOff", "Back-off restarting failed container")
+	if es := entries(t, db); len(es) != 0 {
+		t.Fatalf("%d entries before Run: events are written by Run", len(es))
+	}
+	run(r)() // stopping Run writes what is queued
 	if err := r.PodDeleted(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +107,28 @@ func TestPodDeletedAndEvents(t *testing.T) {
 	del := es[2].Message
 	if del.Route.Operation != wire.OpDelete || del.Route.Resource != "ns/pod/web" || string(del.Content) != `{"metadata":{"uid":"u1"}}` {
 		t.Errorf("deletion %s %s %s", del.Route.Operation, del.Route.Resource, del.Content)
+	}
+}
+
+func TestEventsWrittenByRunAndWhenTheQueueIsFull(t *testing.T) {
+	db := open(t)
+	r := New(db.Outbox(), nil, "edge-1", nil)
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", UID: "u1"}}
+	// Without Run, the queue fills and then Event writes itself: nothing is dropped.
+	for i := range eventQueue + 3 {
+		r.Event(ctx, pod, corev1.EventTypeNormal, "Pulled", fmt.Sprint("image ", i))
+	}
+	if n := db.Outbox().Stats().Entries; n != 3 {
+		t.Fatalf("%d entries written with a full queue, want 3", n)
+	}
+	stop := run(r)
+	defer stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for db.Outbox().Stats().Entries != eventQueue+3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries, want %d: Run did not write the queue", db.Outbox().Stats().Entries, eventQueue+3)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
