@@ -5,6 +5,7 @@
 #   3. the CRD manifests under manifests/crds  (controller-gen)
 #   4. the DMI gRPC code from api/**/*.proto  (protoc with protoc-gen-go and protoc-gen-go-grpc)
 #   5. gofmt on the generated Go code
+#   6. docs/configuration.md from the config types of cloud/config and edge/config  (hack/cmd/configdoc)
 # Previous output is removed first, so types that were deleted leave no stale files behind.
 #
 # Run from anywhere. SKERRY_ROOT selects the tree to generate into (hack/verify-codegen.sh points
@@ -126,3 +127,6 @@ fi
 skerry::log "gofmt"
 find api pkg/client/clientset pkg/client/listers pkg/client/informers -name '*.go' \
   \( -name zz_generated.deepcopy.go -o -path 'pkg/client/*' \) -print0 | xargs -r0 gofmt -s -w
+
+skerry::log "configuration reference: docs/configuration.md"
+go run ./hack/cmd/configdoc -root . -o docs/configuration.md

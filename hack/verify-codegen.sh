@@ -27,7 +27,8 @@ here=$SKERRY_ROOT
 SKERRY_ROOT="$scratch" SKERRY_TOOLS_BIN="${SKERRY_OUTPUT}/tools/bin" "${here}/hack/update-codegen.sh"
 
 # Compare everything update-codegen.sh writes, in both directions (changed, missing and stale
-# extra files): the output directories, and the deep-copy and protobuf files of both trees.
+# extra files): the output directories, the deep-copy and protobuf files of both trees, and the
+# configuration reference.
 mapfile -t deepcopy_files < <(
   { find api -name zz_generated.deepcopy.go -o -name '*.pb.go'; (cd "$scratch" && find api -name zz_generated.deepcopy.go -o -name '*.pb.go'); } 2>/dev/null |
     LC_ALL=C sort -u
@@ -39,9 +40,10 @@ out=$(
   for f in "${deepcopy_files[@]}"; do
     diff -uN "$f" "${scratch}/${f}" || true
   done
+  diff -uN docs/configuration.md "${scratch}/docs/configuration.md" || true
 )
 if [[ -n $out ]]; then
   printf '%s\n' "$out" | head -n 400 >&2 || true # head may close the pipe early
   skerry::die "generated files are stale (diff above: - working tree, + regenerated): run 'make generate'"
 fi
-skerry::log "generated code and CRDs are up to date"
+skerry::log "generated code, CRDs and docs/configuration.md are up to date"

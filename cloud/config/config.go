@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,7 +19,7 @@ import (
 // Meta is the apiVersion and kind of a cloudcore configuration file.
 var Meta = configfile.TypeMeta{APIVersion: "cloudcore.config.skerry.io/v1alpha1", Kind: "CloudCore"}
 
-// CloudCore is the configuration of cloudcore. Modules add their sections as they are built.
+// CloudCore is the configuration of cloudcore, the file given with --config.
 type CloudCore struct {
 	configfile.TypeMeta `json:",inline"`
 	// KubeAPI says how cloudcore reaches the Kubernetes API server.
@@ -39,6 +40,7 @@ type CloudCore struct {
 
 // Admission configures the autonomy webhook.
 type Admission struct {
+	// Enable runs the webhook and registers it with the API server.
 	Enable bool `json:"enable"`
 	// Address is the HTTPS listen address; the serving certificate is cloudcore's.
 	Address string `json:"address"`
@@ -64,8 +66,11 @@ type KubeAPI struct {
 
 // Hub configures CloudHub.
 type Hub struct {
+	// WebSocket is the TCP endpoint edge nodes connect to with hub.protocol websocket.
 	WebSocket Listener `json:"websocket"`
-	QUIC      Listener `json:"quic"`
+	// QUIC is the UDP endpoint edge nodes connect to with hub.protocol quic; being UDP, it may
+	// share its port number with the TCP listeners.
+	QUIC Listener `json:"quic"`
 	// NodeLimit bounds the edge nodes connected at once; further connections are refused.
 	NodeLimit int `json:"nodeLimit"`
 	// KeepaliveTimeout closes a session the edge left silent this long.
@@ -76,7 +81,9 @@ type Hub struct {
 
 // Listener is one transport endpoint.
 type Listener struct {
-	Enable  bool   `json:"enable"`
+	// Enable turns the listener on.
+	Enable bool `json:"enable"`
+	// Address is host:port to listen on; port 0 picks a free one.
 	Address string `json:"address"`
 }
 
@@ -97,14 +104,17 @@ type Bootstrap struct {
 	AdvertiseAddresses []string `json:"advertiseAddresses"`
 	// DNSNames are extra DNS SANs of the serving certificate (localhost is always included).
 	DNSNames []string `json:"dnsNames"`
+
 	// There is no tokenTTL here on purpose: tokens are created by `keadm gettoken` (its --ttl,
 	// default 24h), never by cloudcore, so such a key would be read by nobody.
+
 	// CertValidity is the lifetime of the client certificates issued to edge nodes.
 	CertValidity metav1.Duration `json:"certValidity"`
 }
 
 // Admin is the local HTTP endpoint with /healthz, /readyz and /debug/nodes.
 type Admin struct {
+	// Address is host:port to listen on; keep it on loopback, the endpoint has no authentication.
 	Address string `json:"address"`
 }
 
@@ -131,6 +141,33 @@ func Default() *CloudCore {
 		Admin:     Admin{Address: "127.0.0.1:10006"},
 		Admission: Admission{Enable: true, Address: "0.0.0.0:10005", EdgePodsDefault: true},
 	}
+}
+
+// Placeholders in [Minimal]'s output, to be replaced before the file is used.
+const (
+	PlaceholderKubeconfig       = "<kubeconfig-path>"
+	PlaceholderAdvertiseAddress = "<advertise-ip>"
+)
+
+// Minimal returns a minimal configuration file (cloudcore --minconfig): apiVersion and kind
+// and the keys an operator normally sets, with placeholders to fill in. Every key it leaves
+// out keeps its default, so the file stays valid as defaults change.
+func Minimal() []byte {
+	d := Default()
+	return fmt.Appendf(nil, `apiVersion: %s
+kind: %s
+kubeAPI:
+  # The kubeconfig cloudcore uses; delete the line to use the in-cluster service account.
+  kubeconfig: %q
+hub:
+  websocket:
+    enable: %t
+  quic:
+    enable: %t
+bootstrap:
+  # The IP addresses edge nodes reach cloudcore at; they go into the serving certificate.
+  advertiseAddresses: [%q]
+`, d.APIVersion, d.Kind, PlaceholderKubeconfig, d.Hub.WebSocket.Enable, d.Hub.QUIC.Enable, PlaceholderAdvertiseAddress)
 }
 
 // Validate reports every invalid setting, each naming its key.
@@ -203,8 +240,83 @@ func (c *CloudCore) Validate() error {
 		if d := c.Admission.DefaultTolerationSeconds; d != nil && *d < 0 {
 			bad("admission.defaultTolerationSeconds", "%d, want >= 0 (leave it unset for ever)", *d)
 		}
+		c.checkAdmissionURLInCert(bad)
 	}
+	c.checkListenerConflicts(bad)
 	return errors.Join(errs...)
+}
+
+// checkListenerConflicts reports two enabled TCP listeners on the same port of overlapping
+// hosts: the second bind would fail at start. hub.quic is UDP and so conflicts with none.
+func (c *CloudCore) checkListenerConflicts(bad func(key, format string, args ...any)) {
+	type listener struct{ key, addr string }
+	var ls []listener
+	if c.Hub.WebSocket.Enable {
+		ls = append(ls, listener{"hub.websocket.address", c.Hub.WebSocket.Address})
+	}
+	ls = append(ls, listener{"bootstrap.address", c.Bootstrap.Address})
+	if c.Admission.Enable {
+		ls = append(ls, listener{"admission.address", c.Admission.Address})
+	}
+	ls = append(ls, listener{"admin.address", c.Admin.Address})
+	for i, a := range ls {
+		for _, b := range ls[:i] {
+			if sameTCPEndpoint(a.addr, b.addr) {
+				bad(a.key, "%q is also %s (%q); give each listener its own port", a.addr, b.key, b.addr)
+				break
+			}
+		}
+	}
+}
+
+// sameTCPEndpoint reports whether binding both addresses would collide. Unparsable addresses
+// and port 0 never do (they are reported elsewhere, or pick a free port).
+func sameTCPEndpoint(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	wildcard := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "" || (ip != nil && ip.IsUnspecified())
+	}
+	if wildcard(ha) || wildcard(hb) {
+		return true
+	}
+	ipa, ipb := net.ParseIP(ha), net.ParseIP(hb)
+	if ipa != nil && ipb != nil {
+		return ipa.Equal(ipb)
+	}
+	return ha == hb
+}
+
+// checkAdmissionURLInCert reports an admission.url whose host the serving certificate cannot
+// cover: the API server would refuse the webhook's TLS. IP hosts are checked only when the
+// advertise addresses are explicit (otherwise they are the host's, known only at start).
+func (c *CloudCore) checkAdmissionURLInCert(bad func(key, format string, args ...any)) {
+	pu, err := url.Parse(c.Admission.URL)
+	if c.Admission.URL == "" || err != nil || pu.Scheme != "https" || pu.Hostname() == "" {
+		return
+	}
+	host := pu.Hostname()
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.Equal(net.IPv4(127, 0, 0, 1)) || len(c.Bootstrap.AdvertiseAddresses) == 0 {
+			return
+		}
+		for _, a := range c.Bootstrap.AdvertiseAddresses {
+			if ip.Equal(net.ParseIP(a)) {
+				return
+			}
+		}
+		bad("admission.url", "host %s is not in the serving certificate; add it to bootstrap.advertiseAddresses or use one of %v",
+			host, c.Bootstrap.AdvertiseAddresses)
+		return
+	}
+	if host == "localhost" || slices.Contains(c.Bootstrap.DNSNames, host) {
+		return
+	}
+	bad("admission.url", "host %q is not in the serving certificate; add it to bootstrap.dnsNames", host)
 }
 
 // checkAddr accepts host:port with a numeric port (0 picks a free port, for tests).

@@ -122,3 +122,113 @@ func TestValidateNamesEachBadKey(t *testing.T) {
 		t.Fatalf("existing kubeconfig: %v", err)
 	}
 }
+
+func TestValidateConflictsAndCertificateNames(t *testing.T) {
+	cases := map[string]struct {
+		mutate func(*CloudCore)
+		want   string // empty: valid
+	}{
+		"defaults": {func(*CloudCore) {}, ""},
+		"admin on bootstrap port": {func(c *CloudCore) { c.Admin.Address = "127.0.0.1:10002" },
+			`admin.address: "127.0.0.1:10002" is also bootstrap.address`},
+		"admission on websocket port": {func(c *CloudCore) { c.Admission.Address = "10.0.0.1:10000" },
+			`admission.address: "10.0.0.1:10000" is also hub.websocket.address`},
+		"bootstrap on websocket port, empty host": {func(c *CloudCore) { c.Bootstrap.Address = ":10000" },
+			"bootstrap.address"},
+		"same port, different specific hosts": {func(c *CloudCore) {
+			c.Bootstrap.Address = "10.0.0.1:10002"
+			c.Admin.Address = "127.0.0.1:10002"
+		}, ""},
+		"same port, ipv6 wildcard": {func(c *CloudCore) { c.Admin.Address = "[::]:10005" }, "admin.address"},
+		"disabled admission may share": {func(c *CloudCore) {
+			c.Admission.Enable = false
+			c.Admission.Address = "0.0.0.0:10002"
+		}, ""},
+		"disabled websocket may share": {func(c *CloudCore) {
+			c.Hub.WebSocket.Enable = false
+			c.Hub.QUIC.Enable = true
+			c.Hub.WebSocket.Address = "0.0.0.0:10002"
+		}, ""},
+		// QUIC listens on UDP: the same port number as a TCP listener is no conflict.
+		"quic on websocket port": {func(c *CloudCore) {
+			c.Hub.QUIC = Listener{Enable: true, Address: "0.0.0.0:10000"}
+		}, ""},
+		"port 0 twice": {func(c *CloudCore) {
+			c.Bootstrap.Address = "127.0.0.1:0"
+			c.Admin.Address = "127.0.0.1:0"
+		}, ""},
+		"admission url dns name not in cert": {func(c *CloudCore) { c.Admission.URL = "https://cloud.example.com:10005/mutate" },
+			`admission.url: host "cloud.example.com" is not in the serving certificate; add it to bootstrap.dnsNames`},
+		"admission url dns name in cert": {func(c *CloudCore) {
+			c.Admission.URL = "https://cloud.example.com:10005/mutate"
+			c.Bootstrap.DNSNames = []string{"cloud.example.com"}
+		}, ""},
+		"admission url localhost": {func(c *CloudCore) { c.Admission.URL = "https://localhost:10005/m" }, ""},
+		"admission url ip not advertised": {func(c *CloudCore) {
+			c.Admission.URL = "https://192.0.2.9:10005/m"
+			c.Bootstrap.AdvertiseAddresses = []string{"192.0.2.1"}
+		}, "admission.url: host 192.0.2.9 is not in the serving certificate; add it to bootstrap.advertiseAddresses"},
+		"admission url ip advertised": {func(c *CloudCore) {
+			c.Admission.URL = "https://192.0.2.1:10005/m"
+			c.Bootstrap.AdvertiseAddresses = []string{"192.0.2.1"}
+		}, ""},
+		// Without explicit advertise addresses the certificate holds the host's, unknown here.
+		"admission url ip, addresses detected at start": {func(c *CloudCore) { c.Admission.URL = "https://192.0.2.9:10005/m" }, ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := Default()
+			tc.mutate(c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("want valid, got %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMinimalLoadsAndValidatesOnceFilled(t *testing.T) {
+	m := string(Minimal())
+	for _, want := range []string{"kubeconfig:", "websocket:", "quic:", "advertiseAddresses:"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("minimal config lacks %q:\n%s", want, m)
+		}
+	}
+	for _, unwanted := range []string{"qps", "nodeLimit", "admin", "certValidity"} {
+		if strings.Contains(m, unwanted) {
+			t.Errorf("minimal config has %q, a key operators rarely set:\n%s", unwanted, m)
+		}
+	}
+	// As printed, it decodes strictly but the placeholders are not valid values.
+	c := Default()
+	if err := configfile.Decode([]byte(m), Meta, c); err != nil {
+		t.Fatalf("minimal config does not decode: %v\n%s", err, m)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "kubeAPI.kubeconfig") ||
+		!strings.Contains(err.Error(), "bootstrap.advertiseAddresses[0]") {
+		t.Fatalf("unfilled placeholders: got %v, want kubeconfig and advertiseAddresses named", err)
+	}
+
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	filled := strings.NewReplacer(PlaceholderKubeconfig, kc, PlaceholderAdvertiseAddress, "192.0.2.10").Replace(m)
+	c = Default()
+	if err := configfile.Decode([]byte(filled), Meta, c); err != nil {
+		t.Fatalf("filled minimal config does not decode: %v\n%s", err, filled)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("filled minimal config invalid: %v\n%s", err, filled)
+	}
+	if c.KubeAPI.Kubeconfig != kc || len(c.Bootstrap.AdvertiseAddresses) != 1 || c.Bootstrap.AdvertiseAddresses[0] != "192.0.2.10" {
+		t.Fatalf("filled values not applied: %+v", c)
+	}
+	d := Default()
+	if c.Hub != d.Hub || c.Admin != d.Admin || c.Namespace != d.Namespace {
+		t.Fatalf("keys left out of the minimal config lost their defaults: %+v", c)
+	}
+}

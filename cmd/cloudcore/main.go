@@ -14,6 +14,7 @@ func main() {
 		Short:    "Skerry cloud core: syncs edge nodes with a Kubernetes cluster",
 		Meta:     config.Meta,
 		Defaults: config.Default,
+		Minimal:  config.Minimal,
 		Run:      app.Run,
 	}.Command())
 }

@@ -14,6 +14,7 @@ func main() {
 		Short:    "Skerry edge core: runs an edge node's pods and devices",
 		Meta:     config.Meta,
 		Defaults: config.Default,
+		Minimal:  config.Minimal,
 		Run:      app.Run,
 	}.Command())
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,7 +40,7 @@ const (
 	DefaultProjectID     = "e632aba927ea4ac2b575ec1603d56f10"
 )
 
-// EdgeCore is the configuration of edgecore. Modules add their sections as they are built.
+// EdgeCore is the configuration of edgecore, the file given with --config.
 type EdgeCore struct {
 	configfile.TypeMeta `json:",inline"`
 	// NodeName is this node's name in Kubernetes; it defaults to the host name in lower case.
@@ -66,12 +67,14 @@ type EdgeCore struct {
 
 // EventBus configures edge/eventbus; its keys sit beside enable.
 type EventBus struct {
+	// Enable runs the EventBus; the device twin needs it.
 	Enable          bool `json:"enable"`
 	eventbus.Config `json:",inline"`
 }
 
 // DeviceTwin configures the device twin and its DMI server.
 type DeviceTwin struct {
+	// Enable runs the device twin and its DMI server; it needs eventBus.enable.
 	Enable bool `json:"enable"`
 	// DefaultReportCycle is how often, at most, a device's status goes to the cloud when none
 	// of its properties sets reportCycle.
@@ -93,6 +96,7 @@ type DMI struct {
 
 // Edged configures the pod runner and its local API.
 type Edged struct {
+	// Enable runs the node's pods; without it the node reports its status only.
 	Enable bool `json:"enable"`
 	// CgroupRoot is the cgroup (v1, cgroupfs style) under which each pod gets pod<uid>.
 	CgroupRoot string `json:"cgroupRoot"`
@@ -121,7 +125,9 @@ type ImageGC struct {
 
 // EdgedServer is the kubelet-style local API.
 type EdgedServer struct {
-	Enable  bool   `json:"enable"`
+	// Enable serves the API (kubectl logs, exec, attach, port-forward reach pods through it).
+	Enable bool `json:"enable"`
+	// Address is ip:port to listen on; port 0 picks a free one.
 	Address string `json:"address"`
 	// AllowRemote must be set to listen beyond loopback: the API runs commands in containers
 	// without authentication.
@@ -130,6 +136,7 @@ type EdgedServer struct {
 
 // MetaServer configures the local read API.
 type MetaServer struct {
+	// Enable serves the API.
 	Enable bool `json:"enable"`
 	// Address is host:port to listen on; port 0 picks a free one.
 	Address string `json:"address"`
@@ -140,11 +147,20 @@ type MetaServer struct {
 
 // Node is what the node reports about itself (see package nodestatus for each field).
 type Node struct {
-	Labels         map[string]string   `json:"labels,omitempty"`
-	Annotations    map[string]string   `json:"annotations,omitempty"`
-	Taints         []corev1.Taint      `json:"taints,omitempty"`
-	InternalIP     string              `json:"internalIP,omitempty"`
-	MaxPods        int32               `json:"maxPods"`
+	// Labels are set on the node at registration, besides the ones it always carries
+	// (node-role.kubernetes.io/edge, kubernetes.io/hostname, kubernetes.io/os,
+	// kubernetes.io/arch; only kubernetes.io/hostname may be overridden).
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are set on the node at registration.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// Taints are the node's spec.taints at registration.
+	Taints []corev1.Taint `json:"taints,omitempty"`
+	// InternalIP overrides the detected InternalIP address (the default route's interface).
+	InternalIP string `json:"internalIP,omitempty"`
+	// MaxPods is the node's pod capacity.
+	MaxPods int32 `json:"maxPods"`
+	// SystemReserved and KubeReserved are subtracted from capacity to give allocatable, as
+	// the kubelet's settings of the same names (cpu, memory, ephemeral-storage).
 	SystemReserved corev1.ResourceList `json:"systemReserved,omitempty"`
 	KubeReserved   corev1.ResourceList `json:"kubeReserved,omitempty"`
 	// StatusUpdateFrequency is how often the status is computed and sent when it changed;
@@ -152,13 +168,15 @@ type Node struct {
 	StatusUpdateFrequency Duration `json:"statusUpdateFrequency"`
 	StatusReportFrequency Duration `json:"statusReportFrequency"`
 	// LeaseRenewInterval and LeaseDurationSeconds are the heartbeat Lease's.
-	LeaseRenewInterval   Duration                      `json:"leaseRenewInterval"`
-	LeaseDurationSeconds int32                         `json:"leaseDurationSeconds"`
-	Pressure             nodestatus.PressureThresholds `json:"pressure"`
+	LeaseRenewInterval   Duration `json:"leaseRenewInterval"`
+	LeaseDurationSeconds int32    `json:"leaseDurationSeconds"`
+	// Pressure sets when the MemoryPressure, DiskPressure and PIDPressure conditions turn True.
+	Pressure nodestatus.PressureThresholds `json:"pressure"`
 	// AutonomyTolerationSeconds is how long this node's pods stay bound while the node is
 	// unreachable from the cloud: -1 means for ever; unset means the cluster's default. It is
-	// reported as the node annotation [AutonomyAnnotation], which cloudcore's admission
-	// webhook turns into the pods' tolerations (docs/autonomy.md).
+	// reported as the node annotation edge.skerry.io/autonomy-toleration-seconds
+	// ([AutonomyAnnotation]), which cloudcore's admission webhook turns into the pods'
+	// tolerations (docs/autonomy.md).
 	AutonomyTolerationSeconds *int64 `json:"autonomyTolerationSeconds,omitempty"`
 }
 
@@ -296,6 +314,39 @@ func Default() *EdgeCore {
 	}
 }
 
+// Placeholders in [Minimal]'s output, to be replaced before the file is used.
+const (
+	PlaceholderCloudCoreIP = "<cloudcore-ip>"
+	PlaceholderToken       = "<token from keadm gettoken>"
+	// PlaceholderNodeName stands in for the host name when it is not a valid node name.
+	PlaceholderNodeName = "<node-name>"
+)
+
+// Minimal returns a minimal configuration file (edgecore --minconfig): apiVersion and kind
+// and the keys an operator normally sets, with placeholders to fill in. Every key it leaves
+// out keeps its default, so the file stays valid as defaults change.
+func Minimal() []byte {
+	d := Default()
+	name := d.NodeName
+	if name == "" || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		name = PlaceholderNodeName
+	}
+	return fmt.Appendf(nil, `apiVersion: %s
+kind: %s
+# This node's name in Kubernetes.
+nodeName: %q
+dataDir: %q
+hub:
+  # cloudcore's hub: port 10000 for websocket, 10001 for quic.
+  server: %q
+  protocol: %s
+  # Needed only until the node has its certificate; remove it after the first start.
+  token: %q
+runtime:
+  endpoint: %q
+`, d.APIVersion, d.Kind, name, d.DataDir, PlaceholderCloudCoreIP+":10000", d.Hub.Protocol, PlaceholderToken, d.Runtime.Endpoint)
+}
+
 // BootstrapAddr returns hub.bootstrapServer, or hub.server's host on DefaultBootstrapPort.
 func (h *Hub) BootstrapAddr() string {
 	if h.BootstrapServer != "" {
@@ -318,6 +369,8 @@ func (c *EdgeCore) Validate() error {
 	}
 	if !filepath.IsAbs(c.DataDir) {
 		errs = append(errs, fmt.Errorf("dataDir %q: want an absolute path", c.DataDir))
+	} else if err := notADirectory(c.DataDir); err != nil {
+		errs = append(errs, fmt.Errorf("dataDir: %w", err))
 	}
 	errs = append(errs, c.Hub.validate()...)
 	if err := validateCRIEndpoint(c.Runtime.Endpoint); err != nil {
@@ -334,6 +387,8 @@ func (c *EdgeCore) Validate() error {
 		}
 		if c.Edged.StaticPodPath != "" && !filepath.IsAbs(c.Edged.StaticPodPath) {
 			errs = append(errs, fmt.Errorf("edged.staticPodPath %q: want an absolute path, e.g. /etc/kubeedge/manifests", c.Edged.StaticPodPath))
+		} else if err := notADirectory(c.Edged.StaticPodPath); c.Edged.StaticPodPath != "" && err != nil {
+			errs = append(errs, fmt.Errorf("edged.staticPodPath: %w", err))
 		}
 		if c.Edged.RelistPeriod.Duration < 100*time.Millisecond {
 			errs = append(errs, fmt.Errorf("edged.relistPeriod %s: want at least 100ms", c.Edged.RelistPeriod))
@@ -363,11 +418,19 @@ func (c *EdgeCore) Validate() error {
 		if err := c.DMIConfig().Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("deviceTwin.%w", err))
 		}
+		if g := c.DeviceTwin.DMI.Group; g != "" {
+			if _, err := strconv.Atoi(g); err != nil {
+				if _, err := user.LookupGroup(g); err != nil {
+					errs = append(errs, fmt.Errorf("deviceTwin.dmi.group %q: %v; create the group, give a numeric gid, or leave it empty", g, err))
+				}
+			}
+		}
 	}
 	if c.Node.AutonomyTolerationSeconds != nil && *c.Node.AutonomyTolerationSeconds < -1 {
 		errs = append(errs, fmt.Errorf("node.autonomyTolerationSeconds %d: want -1 (for ever) or a number of seconds",
 			*c.Node.AutonomyTolerationSeconds))
 	}
+	errs = append(errs, c.listenerConflicts()...)
 	if c.NodeName != "" {
 		ns := c.NodeStatus()
 		if err := ns.Validate(); err != nil {
@@ -381,6 +444,8 @@ func (h *Hub) validate() []error {
 	var errs []error
 	if h.Server == "" {
 		errs = append(errs, errors.New("hub.server: empty; set it to cloudcore's hub address, e.g. 10.0.0.1:10000"))
+	} else if strings.Contains(h.Server, "://") {
+		errs = append(errs, fmt.Errorf("hub.server %q: want host:port without a scheme, e.g. 10.0.0.1:10000; hub.protocol chooses websocket or quic", h.Server))
 	} else if err := validateHostPort(h.Server); err != nil {
 		errs = append(errs, fmt.Errorf("hub.server: %w", err))
 	}
@@ -409,6 +474,72 @@ func (h *Hub) validate() []error {
 		errs = append(errs, fmt.Errorf("hub.backoff.max %s: want at least hub.backoff.base (%s)", h.Backoff.Max, h.Backoff.Base))
 	}
 	return errs
+}
+
+// listenerConflicts reports two enabled TCP listeners of edgecore that would bind the same
+// port on overlapping hosts: the second would fail at start.
+func (c *EdgeCore) listenerConflicts() []error {
+	type listener struct{ key, addr string }
+	var ls []listener
+	if c.MetaServer.Enable {
+		ls = append(ls, listener{"metaServer.address", c.MetaServer.Address})
+	}
+	if c.Edged.Enable && c.Edged.Server.Enable {
+		ls = append(ls, listener{"edged.server.address", c.Edged.Server.Address})
+	}
+	if m := c.EventBus.Mode; c.EventBus.Enable && (m == eventbus.ModeInternal || m == eventbus.ModeBoth) {
+		ls = append(ls, listener{"eventBus.internal.address", c.EventBus.Internal.Address})
+	}
+	var errs []error
+	for i, a := range ls {
+		for _, b := range ls[:i] {
+			if sameTCPEndpoint(a.addr, b.addr) {
+				errs = append(errs, fmt.Errorf("%s %q: also %s (%q); give each listener its own port", a.key, a.addr, b.key, b.addr))
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// sameTCPEndpoint reports whether binding both addresses would collide. Unparsable addresses
+// and port 0 never do (they are reported elsewhere, or pick a free port).
+func sameTCPEndpoint(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	norm := func(h string) net.IP {
+		if h == "localhost" {
+			return net.IPv4(127, 0, 0, 1)
+		}
+		return net.ParseIP(h)
+	}
+	ipa, ipb := norm(ha), norm(hb)
+	wildcard := func(h string, ip net.IP) bool { return h == "" || (ip != nil && ip.IsUnspecified()) }
+	switch {
+	case wildcard(ha, ipa) || wildcard(hb, ipb):
+		return true
+	case ipa != nil && ipb != nil:
+		return ipa.Equal(ipb)
+	}
+	return ha == hb
+}
+
+// notADirectory reports a path that exists but is not a directory. A missing one is fine:
+// edgecore creates it, or (static pods) watches for it.
+func notADirectory(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case !fi.IsDir():
+		return fmt.Errorf("%s exists and is not a directory", path)
+	}
+	return nil
 }
 
 func validateHostPort(s string) error {

@@ -1,11 +1,16 @@
 package config
 
 import (
-	"k8s.io/apimachinery/pkg/api/equality"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/skerry-io/skerry/edge/eventbus"
 	"github.com/skerry-io/skerry/pkg/configfile"
 )
 
@@ -165,5 +170,116 @@ func TestTokenNeverInErrors(t *testing.T) {
 	err := c.Validate()
 	if err == nil || strings.Contains(err.Error(), "TOPSECRETVALUE") || strings.Contains(err.Error(), "not-hex") {
 		t.Fatalf("got %v: want an error that does not quote the token", err)
+	}
+}
+
+func TestValidateFilesAndConflicts(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]struct {
+		mutate func(*EdgeCore)
+		want   string // empty: valid
+	}{
+		"server is a URL": {func(c *EdgeCore) { c.Hub.Server = "wss://10.0.0.1:10000" },
+			`hub.server "wss://10.0.0.1:10000": want host:port without a scheme`},
+		"quic URL": {func(c *EdgeCore) { c.Hub.Protocol = "quic"; c.Hub.Server = "quic://10.0.0.1:10001" }, "hub.protocol chooses"},
+
+		"data dir missing is fine": {func(c *EdgeCore) { c.DataDir = filepath.Join(dir, "new") }, ""},
+		"data dir exists":          {func(c *EdgeCore) { c.DataDir = dir }, ""},
+		"data dir is a file":       {func(c *EdgeCore) { c.DataDir = file }, "dataDir: " + file + " exists and is not a directory"},
+		"static pod dir missing":   {func(c *EdgeCore) { c.Edged.StaticPodPath = filepath.Join(dir, "manifests") }, ""},
+		"static pod path is a file": {func(c *EdgeCore) { c.Edged.StaticPodPath = file },
+			"edged.staticPodPath: " + file + " exists and is not a directory"},
+		"static pod file, edged off": {func(c *EdgeCore) { c.Edged.Enable = false; c.Edged.StaticPodPath = file }, ""},
+
+		"dmi group missing": {func(c *EdgeCore) { c.DeviceTwin.DMI.Group = "no-such-group-skerry" },
+			`deviceTwin.dmi.group "no-such-group-skerry"`},
+		"dmi group numeric": {func(c *EdgeCore) { c.DeviceTwin.DMI.Group = "4242" }, ""},
+		"dmi group root":    {func(c *EdgeCore) { c.DeviceTwin.DMI.Group = "root" }, ""},
+
+		"device twin without bus": {func(c *EdgeCore) { c.EventBus.Enable = false },
+			"deviceTwin.enable: the device twin answers on MQTT; enable eventBus too"},
+		"external broker without URL": {func(c *EdgeCore) { c.EventBus.Mode = eventbus.ModeExternal; c.EventBus.External.URL = "" },
+			"eventBus: external.url: empty"},
+		"external broker password file missing": {func(c *EdgeCore) {
+			c.EventBus.Mode = eventbus.ModeExternal
+			c.EventBus.External.Username = "edge"
+			c.EventBus.External.PasswordFile = filepath.Join(dir, "missing")
+		}, "external.passwordFile"},
+
+		"metaserver on edged port": {func(c *EdgeCore) { c.MetaServer.Address = "127.0.0.1:10350" },
+			`edged.server.address "127.0.0.1:10350": also metaServer.address ("127.0.0.1:10350"); give each listener its own port`},
+		"broker on metaserver port via localhost": {func(c *EdgeCore) { c.EventBus.Internal.Address = "localhost:10550" },
+			`eventBus.internal.address "localhost:10550": also metaServer.address`},
+		"wildcard overlaps loopback": {func(c *EdgeCore) {
+			c.Edged.Server.Address = "0.0.0.0:10550"
+			c.Edged.Server.AllowRemote = true
+		}, "edged.server.address"},
+		"same port, different loopback hosts": {func(c *EdgeCore) { c.Edged.Server.Address = "127.0.0.2:10550" }, ""},
+		"edged server off may share":          {func(c *EdgeCore) { c.Edged.Server.Enable = false; c.Edged.Server.Address = "127.0.0.1:10550" }, ""},
+		"external-only bus may share": {func(c *EdgeCore) {
+			c.EventBus.Mode = eventbus.ModeExternal
+			c.EventBus.Internal.Address = "127.0.0.1:10550"
+		}, ""},
+		"port 0 twice": {func(c *EdgeCore) {
+			c.MetaServer.Address = "127.0.0.1:0"
+			c.Edged.Server.Address = "127.0.0.1:0"
+		}, ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := valid()
+			tc.mutate(c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("want valid, got %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestMinimalLoadsAndValidatesOnceFilled(t *testing.T) {
+	m := string(Minimal())
+	for _, want := range []string{"nodeName:", "dataDir:", "server:", "protocol: websocket", "token:", "endpoint:"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("minimal config lacks %q:\n%s", want, m)
+		}
+	}
+	for _, unwanted := range []string{"metaServer", "eventBus", "projectID", "backoff"} {
+		if strings.Contains(m, unwanted) {
+			t.Errorf("minimal config has %q, a key operators rarely set:\n%s", unwanted, m)
+		}
+	}
+	c := Default()
+	if err := configfile.Decode([]byte(m), Meta, c); err != nil {
+		t.Fatalf("minimal config does not decode: %v\n%s", err, m)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "hub.server") || !strings.Contains(err.Error(), "hub.token") {
+		t.Fatalf("unfilled placeholders: got %v, want hub.server and hub.token named", err)
+	}
+
+	filled := strings.NewReplacer(PlaceholderCloudCoreIP, "10.0.0.1", PlaceholderToken, goodToken,
+		PlaceholderNodeName, "edge-node").Replace(m)
+	c = Default()
+	if err := configfile.Decode([]byte(filled), Meta, c); err != nil {
+		t.Fatalf("filled minimal config does not decode: %v\n%s", err, filled)
+	}
+	if c.NodeName == "" || len(validation.IsDNS1123Subdomain(c.NodeName)) > 0 {
+		c.NodeName = "edge-node" // the test machine's host name is what Minimal printed
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("filled minimal config invalid: %v\n%s", err, filled)
+	}
+	if c.Hub.Server != "10.0.0.1:10000" || c.Hub.Token != goodToken {
+		t.Fatalf("filled values not applied: %+v", c.Hub)
+	}
+	if !equality.Semantic.DeepEqual(c.Node, Default().Node) || c.Hub.ProjectID != DefaultProjectID {
+		t.Fatalf("keys left out of the minimal config lost their defaults: %+v", c)
 	}
 }

@@ -1,5 +1,5 @@
 // Package cli holds what the command lines of Skerry's binaries share: the --version,
-// --config and --defaultconfig flags, strict config loading, structured logging and signal
+// --config, --defaultconfig and --minconfig flags, strict config loading, structured logging and signal
 // handling. Each binary supplies its config type and its run function.
 package cli
 
@@ -32,6 +32,9 @@ type Daemon[C Config] struct {
 	Short    string
 	Meta     configfile.TypeMeta
 	Defaults func() C
+	// Minimal returns the --minconfig document: the keys an operator normally sets, with
+	// placeholders. Nil leaves the flag out.
+	Minimal func() []byte
 	// Run runs until ctx is cancelled (SIGINT/SIGTERM) or a fatal error.
 	Run func(ctx context.Context, cfg C, log *slog.Logger) error
 }
@@ -41,6 +44,7 @@ func (d Daemon[C]) Command() *cobra.Command {
 	var (
 		configPath    string
 		defaultConfig bool
+		minConfig     bool
 		showVersion   bool
 		logFlags      LogFlags
 	)
@@ -58,6 +62,9 @@ func (d Daemon[C]) Command() *cobra.Command {
 				return err
 			case defaultConfig:
 				return writeYAML(out, d.Defaults())
+			case minConfig:
+				_, err := out.Write(d.Minimal())
+				return err
 			}
 			log, err := logFlags.Logger(cmd.ErrOrStderr())
 			if err != nil {
@@ -76,6 +83,10 @@ func (d Daemon[C]) Command() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", "", "path to the "+d.Meta.Kind+" configuration file (YAML); without it the defaults apply")
 	f.BoolVar(&defaultConfig, "defaultconfig", false, "print the full default configuration and exit")
+	if d.Minimal != nil {
+		f.BoolVar(&minConfig, "minconfig", false, "print a minimal configuration (the keys usually set, with <placeholders> to fill in) and exit")
+		cmd.MarkFlagsMutuallyExclusive("defaultconfig", "minconfig")
+	}
 	f.BoolVar(&showVersion, "version", false, "print version, git commit and build date and exit")
 	logFlags.AddFlags(f)
 	return cmd

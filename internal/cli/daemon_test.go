@@ -28,13 +28,21 @@ func (c *fakeConfig) Validate() error {
 
 var fakeMeta = configfile.TypeMeta{APIVersion: "fake.config.skerry.io/v1alpha1", Kind: "Fake"}
 
+const fakeMinimal = "apiVersion: fake.config.skerry.io/v1alpha1\nkind: Fake\nport: <port>\n"
+
 // run executes the fake daemon with args and returns what it printed and the config Run saw.
 func run(t *testing.T, args ...string) (stdout string, got *fakeConfig, err error) {
+	t.Helper()
+	return runDaemon(t, func() []byte { return []byte(fakeMinimal) }, args...)
+}
+
+func runDaemon(t *testing.T, minimal func() []byte, args ...string) (stdout string, got *fakeConfig, err error) {
 	t.Helper()
 	d := Daemon[*fakeConfig]{
 		Name:     "fakecore",
 		Meta:     fakeMeta,
 		Defaults: func() *fakeConfig { return &fakeConfig{TypeMeta: fakeMeta, Port: 10} },
+		Minimal:  minimal,
 		Run: func(_ context.Context, cfg *fakeConfig, _ *slog.Logger) error {
 			got = cfg
 			return nil
@@ -119,5 +127,26 @@ func TestLogFlagsRejectUnknownValues(t *testing.T) {
 	}
 	if _, got, err := run(t, "--log-format", "json", "--log-level", "debug"); err != nil || got == nil {
 		t.Fatalf("json/debug: %v", err)
+	}
+}
+
+func TestMinConfigPrintsTheMinimalDocument(t *testing.T) {
+	out, got, err := run(t, "--minconfig")
+	if err != nil || got != nil {
+		t.Fatalf("err %v, ran %v", err, got)
+	}
+	if out != fakeMinimal {
+		t.Fatalf("--minconfig printed %q, want %q", out, fakeMinimal)
+	}
+	_, got, err = run(t, "--config", writeFile(t, strings.Replace(out, "<port>", "77", 1)))
+	if err != nil || got == nil || got.Port != 77 {
+		t.Fatalf("filled --minconfig output: err %v, got %+v", err, got)
+	}
+	if _, got, err := run(t, "--minconfig", "--defaultconfig"); err == nil || got != nil || !strings.Contains(err.Error(), "minconfig") {
+		t.Fatalf("--minconfig with --defaultconfig: err %v, ran %v", err, got)
+	}
+	// A daemon without a minimal configuration has no such flag.
+	if _, got, err := runDaemon(t, nil, "--minconfig"); err == nil || got != nil || !strings.Contains(err.Error(), "unknown flag") {
+		t.Fatalf("--minconfig without Minimal: err %v, ran %v", err, got)
 	}
 }
