@@ -104,8 +104,11 @@ build_tools() {
       ./images/pause ./images/skerry-demo ./hack/cmd/imagebuild ./hack/cmd/crismoke
     "${build[@]}" -o "${SKERRY_RUNTIME_BIN}/virtual-mapper" ./mappers/virtual
     "${build[@]}" -o "${SKERRY_RUNTIME_BIN}/modbus-mapper" ./mappers/modbus
+    # cloudcore for keadm init --mode cluster, stamped like `make build` stamps keadm, so the
+    # image tag (its version) is the one keadm asks for.
+    go build -trimpath -buildvcs=false -ldflags "$(hack/version.sh)" -o "${SKERRY_RUNTIME_BIN}/cloudcore" ./cmd/cloudcore
   )
-  skerry::log "built pause, skerry-demo, virtual-mapper, modbus-mapper, imagebuild, crismoke in $(($(now_ms) - t)) ms"
+  skerry::log "built pause, skerry-demo, virtual-mapper, modbus-mapper, cloudcore, imagebuild, crismoke in $(($(now_ms) - t)) ms"
 }
 
 push_images() {
@@ -113,6 +116,8 @@ push_images() {
     --pause-bin "${SKERRY_RUNTIME_BIN}/pause" --demo-bin "${SKERRY_RUNTIME_BIN}/skerry-demo" \
     --virtual-mapper-bin "${SKERRY_RUNTIME_BIN}/virtual-mapper" \
     --modbus-mapper-bin "${SKERRY_RUNTIME_BIN}/modbus-mapper" \
+    --cloudcore-bin "${SKERRY_RUNTIME_BIN}/cloudcore" \
+    --cloudcore-version "$("${SKERRY_RUNTIME_BIN}/cloudcore" --version | cut -d' ' -f2)" \
     --demo-version "$DEMO_VERSION" >/dev/null
 }
 

@@ -1,12 +1,14 @@
-// Command imagebuild builds the images the local runtime needs (pause, busybox, skerry-demo and
-// the virtual and modbus mappers) from binaries on this machine, reproducibly, and pushes them to a plain-HTTP registry and/or writes
-// them as docker-archive tarballs. No daemon and no public registry are involved.
+// Command imagebuild builds the images the local runtime needs (pause, busybox, skerry-demo, the
+// virtual and modbus mappers, and cloudcore for keadm init --mode cluster) from binaries on this
+// machine, reproducibly, and pushes them to a plain-HTTP registry and/or writes them as
+// docker-archive tarballs. No daemon and no public registry are involved.
 //
 // Reproducible means: the same binaries give the same digests on every run, so a warm run only
 // HEADs the manifests it would push and returns in about a second.
 //
 //	imagebuild --pause-bin _output/bin/pause --demo-bin _output/bin/skerry-demo \
-//	  --virtual-mapper-bin _output/bin/virtual-mapper --modbus-mapper-bin _output/bin/modbus-mapper
+//	  --virtual-mapper-bin _output/bin/virtual-mapper --modbus-mapper-bin _output/bin/modbus-mapper \
+//	  --cloudcore-bin _output/bin/cloudcore --cloudcore-version "$(_output/bin/cloudcore --version | cut -d' ' -f2)"
 //	imagebuild --images busybox --registry '' --out-dir /tmp/archives
 package main
 
@@ -52,7 +54,11 @@ type options struct {
 	busyboxBin       string
 	virtualMapperBin string
 	modbusMapperBin  string
+	cloudcoreBin     string
 	demoVersion      string
+	// cloudcoreVersion tags the cloudcore image: the version keadm built from the same tree
+	// asks for (cloudinstall.DefaultImage).
+	cloudcoreVersion string
 	outDir           string
 	created          time.Time
 	timeout          time.Duration
@@ -99,6 +105,12 @@ func specs(o *options) []imageSpec {
 				return buildMapper(o, "modbus-mapper", o.modbusMapperBin, "--modbus-mapper-bin")
 			},
 		},
+		{
+			// Not a stand-in for a public image: keadm init refers to it by this registry's name.
+			key: "cloudcore", repo: "skerry/cloudcore", tags: []string{o.cloudcoreVersion, "latest"},
+			public: []string{"127.0.0.1:5000/skerry/cloudcore"},
+			build:  buildCloudcore,
+		},
 	}
 }
 
@@ -137,6 +149,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.busyboxBin, "busybox-bin", "/bin/busybox", "static busybox binary (Debian busybox-static)")
 	fs.StringVar(&o.virtualMapperBin, "virtual-mapper-bin", "", "static virtual-mapper binary (required for the virtual-mapper image)")
 	fs.StringVar(&o.modbusMapperBin, "modbus-mapper-bin", "", "static modbus-mapper binary (required for the modbus-mapper image)")
+	fs.StringVar(&o.cloudcoreBin, "cloudcore-bin", "", "static cloudcore binary (required for the cloudcore image)")
+	fs.StringVar(&o.cloudcoreVersion, "cloudcore-version", "", "tag for the cloudcore image besides latest: the version cloudcore --version prints (required for the cloudcore image)")
 	fs.StringVar(&o.demoVersion, "demo-version", "0.1.0", "tag for the skerry-demo and mapper images besides latest")
 	fs.StringVar(&o.outDir, "out-dir", "", "also write each image as a docker-archive <image>.tar here (for ctr images import)")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "overall deadline")
@@ -364,6 +378,36 @@ func buildDemo(o *options) (v1.Image, error) {
 		ExposedPorts: map[string]struct{}{"8080/tcp": {}},
 		WorkingDir:   "/",
 		Labels:       map[string]string{"org.opencontainers.image.version": o.demoVersion},
+	})
+}
+
+// buildCloudcore builds cloudcore's image for keadm init --mode cluster: the static binary as
+// entrypoint, run as an unprivileged user. cloudcore keeps its state in Secrets and logs to
+// stderr, so it needs no writable file system; the config comes from a mounted ConfigMap.
+func buildCloudcore(o *options) (v1.Image, error) {
+	if o.cloudcoreBin == "" {
+		return nil, errors.New("--cloudcore-bin is required")
+	}
+	if _, err := name.NewTag("127.0.0.1:5000/skerry/cloudcore:"+o.cloudcoreVersion, name.StrictValidation); err != nil || o.cloudcoreVersion == "" {
+		return nil, fmt.Errorf("--cloudcore-version %q: want a valid image tag", o.cloudcoreVersion)
+	}
+	bin, err := os.ReadFile(o.cloudcoreBin)
+	if err != nil {
+		return nil, err
+	}
+	fs, err := singleBinaryRootFS(o.created, "cloudcore", bin)
+	if err != nil {
+		return nil, err
+	}
+	return image(o, fs, v1.Config{
+		Entrypoint: []string{"/cloudcore"},
+		Env:        []string{defaultPath},
+		WorkingDir: "/",
+		User:       "65532:65532",
+		ExposedPorts: map[string]struct{}{
+			"10000/tcp": {}, "10001/udp": {}, "10002/tcp": {}, "10005/tcp": {},
+		},
+		Labels: map[string]string{"org.opencontainers.image.version": o.cloudcoreVersion},
 	})
 }
 

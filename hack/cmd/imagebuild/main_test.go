@@ -21,7 +21,7 @@ func TestParseFlagsImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"pause", "busybox", "skerry-demo", "virtual-mapper", "modbus-mapper"}
+	want := []string{"pause", "busybox", "skerry-demo", "virtual-mapper", "modbus-mapper", "cloudcore"}
 	if !slices.Equal(o.images, want) {
 		t.Errorf("default images %q, want %q", o.images, want)
 	}
@@ -205,4 +205,38 @@ func layerEntries(t *testing.T, img v1.Image) map[string]tarEntry {
 		entries[e.hdr.Name] = e
 	}
 	return entries
+}
+
+func TestCloudcoreImage(t *testing.T) {
+	dir := t.TempDir()
+	o := &options{created: testTime, cloudcoreBin: writeBin(t, dir, "cloudcore", "cloudcore binary"), cloudcoreVersion: "v0.0.0-abc-dirty"}
+	s := specByKey(t, o, "cloudcore")
+	if s.repo != "skerry/cloudcore" || !slices.Equal(s.tags, []string{"v0.0.0-abc-dirty", "latest"}) {
+		t.Errorf("repo %q tags %q", s.repo, s.tags)
+	}
+	img, err := s.build(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cf.Config.Entrypoint, []string{"/cloudcore"}) || cf.Config.User != "65532:65532" || cf.Config.Labels["org.opencontainers.image.version"] != "v0.0.0-abc-dirty" {
+		t.Errorf("config %+v", cf.Config)
+	}
+	entries := layerEntries(t, img)
+	if e, ok := entries["cloudcore"]; !ok || e.hdr.Mode != 0o755 || string(e.data) != "cloudcore binary" {
+		t.Errorf("layer entries %v", entries)
+	}
+
+	for _, bad := range []*options{
+		{created: testTime, cloudcoreBin: o.cloudcoreBin},
+		{created: testTime, cloudcoreBin: o.cloudcoreBin, cloudcoreVersion: "v1+build"},
+		{created: testTime, cloudcoreVersion: "v1"},
+	} {
+		if _, err := specByKey(t, bad, "cloudcore").build(bad); err == nil {
+			t.Errorf("built with %+v", bad)
+		}
+	}
 }
