@@ -34,8 +34,24 @@ func newRootCommandWith(kube kubeClientFunc) *cobra.Command {
 		},
 	}
 	root.Flags().BoolVar(&showVersion, "version", false, "print version, git commit and build date and exit")
-	root.AddCommand(newVersionCommand(), newGetTokenCommand(kube), newRevokeTokenCommand(kube))
+	root.AddCommand(newInitCommand(), newGetTokenCommand(kube), newRevokeTokenCommand(kube),
+		newJoinCommand(), newResetCommand(), newVersionCommand())
 	return root
+}
+
+// newResetCommand groups the two halves: "keadm reset cloud" undoes init, "keadm reset edge"
+// undoes join, as in KubeEdge.
+func newResetCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reset",
+		Short: "Remove what keadm init (reset cloud) or keadm join (reset edge) created",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return fmt.Errorf("say what to reset: keadm reset cloud | keadm reset edge")
+		},
+	}
+	cmd.AddCommand(newResetCloudCommand(), newResetEdgeCommand())
+	return cmd
 }
 
 func newVersionCommand() *cobra.Command {
