@@ -83,11 +83,12 @@ up-cluster: ## Start the local control plane and container runtime.
 	hack/local-up.sh
 
 .PHONY: up
-up: deps build up-cluster ## The quickstart: dependencies, build, local control plane and runtime.
+up: ## The quickstart: dependencies, build, control plane and runtime, keadm init and join, the demo app and device.
+	hack/quickstart.sh up
 
 .PHONY: down
-down: ## Stop everything `make up` started.
-	hack/local-down.sh
+down: ## Stop and remove everything `make up` started (keadm reset edge and cloud, then the control plane).
+	hack/quickstart.sh down
 
 .PHONY: clean
 clean: down ## Stop everything and remove _output (keeps the kube binary cache under ~/.cache/skerry).
