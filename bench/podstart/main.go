@@ -58,6 +58,7 @@ type options struct {
 	repeats, parallel                                int
 	idle, settle, timeout                            time.Duration
 	token, gctrace, keep, skipEdged                  bool
+	pairs                                            int
 	wsPort, bootstrapPort, adminPort                 int
 	metaServer, edgedServer, containerdPIDFile       string
 }
@@ -87,6 +88,7 @@ func run() error {
 	flag.DurationVar(&o.timeout, "timeout", 2*time.Minute, "deadline of each wait")
 	flag.BoolVar(&o.token, "token", true, "also run the one-at-a-time and parallel starts with the service-account token mounted")
 	flag.BoolVar(&o.gctrace, "gctrace", true, "run edgecore with GODEBUG=gctrace=1 and print its last GC line with each memory figure")
+	flag.IntVar(&o.pairs, "pairs", 3, "after the runs above, rounds of the parallel CRI floor immediately followed by the same number of Edged pods at once (no token), so each pair shares the machine's load")
 	flag.BoolVar(&o.skipEdged, "cri-only", false, "measure only the CRI floor")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the result as JSON to this file")
@@ -252,6 +254,23 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 		b.res.Runs = append(b.res.Runs, b.summarize("one at a time", token, seq), b.summarize("at once", token, par))
+	}
+	// Paired rounds: the floor and Edged back to back, so a difference is Edged's and not a
+	// change of load between runs minutes apart.
+	for i := range o.pairs {
+		progress("pair %d of %d: CRI floor, %d pods at once, then Edged", i+1, o.pairs, o.parallel)
+		floor, err := b.cri.floor(ctx, b.work, o.image, o.parallel, true, nil)
+		if err != nil {
+			return fmt.Errorf("pair %d, CRI floor: %w", i+1, err)
+		}
+		par, err := b.startParallel(ctx, fmt.Sprintf("podstart-pair%d", i+1), false)
+		if err != nil {
+			return err
+		}
+		if err := b.deletePods(ctx, par); err != nil {
+			return err
+		}
+		b.res.Pairs = append(b.res.Pairs, pairRound{Floor: floor, Edged: par})
 	}
 	// After the pods are gone: what edgecore keeps.
 	b.res.RSSAfterKB, _ = statusKB(b.edge.pid(), "VmRSS")

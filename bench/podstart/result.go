@@ -28,8 +28,16 @@ type result struct {
 	ParallelCPU     []parallelCPU `json:"parallelCpu"`
 	// FloorParallelCPU is containerd's CPU time over the parallel floor's starts.
 	FloorParallelCPU *parallelCPU `json:"floorParallelCpu,omitempty"`
-	RSSAfterKB       int64        `json:"rssAfterKb"`
-	HWMKB            int64        `json:"hwmKb"`
+	// Pairs are the interleaved rounds: each the parallel floor, then Edged's parallel start.
+	Pairs      []pairRound `json:"pairs,omitempty"`
+	RSSAfterKB int64       `json:"rssAfterKb"`
+	HWMKB      int64       `json:"hwmKb"`
+}
+
+// pairRound is one parallel CRI floor and the Edged parallel start right after it.
+type pairRound struct {
+	Floor []floorSample `json:"floor"`
+	Edged []sample      `json:"edged"`
 }
 
 // parallelCPU is the CPU time edgecore and containerd used from the first create of a
@@ -225,6 +233,18 @@ func (r *result) print(w io.Writer) {
 		if f, ok := floor[run.Mode]; ok {
 			fmt.Fprintf(w, "  vs CRI floor %s: p50 %+.1f ms, p99 %+.1f ms (target: p50 within 150 ms)\n", run.Mode, d.p50-f.p50, d.p99-f.p99)
 		}
+	}
+	if len(r.Pairs) > 0 {
+		fmt.Fprintf(w, "\nPaired rounds, pods at once: the CRI floor, then Edged right after (edge commit → Running)\n")
+		var diffs []float64
+		for i, p := range r.Pairs {
+			f := distOf(p.Floor, func(s floorSample) float64 { return s.TotalMS })
+			e := distOf(p.Edged, func(s sample) float64 { return s.CommitToRunningMS })
+			diffs = append(diffs, e.p50-f.p50)
+			fmt.Fprintf(w, "  round %d: floor p50 %.0f / p99 %.0f ms, Edged p50 %.0f / p99 %.0f ms: p50 %+.0f ms\n", i+1, f.p50, f.p99, e.p50, e.p99, e.p50-f.p50)
+		}
+		slices.Sort(diffs)
+		fmt.Fprintf(w, "  Edged − floor, p50, median over %d rounds: %+.0f ms (target: within 150 ms)\n", len(diffs), diffs[len(diffs)/2])
 	}
 	for _, m := range []*idle{r.Idle0, r.IdlePods} {
 		if m == nil {
