@@ -281,3 +281,81 @@ func processesMentioning(t *testing.T, s string) []string {
 	}
 	return found
 }
+
+// TestKeadmInitClusterMode installs cloudcore as a Deployment for real. The local cluster has
+// no worker node, so the pod cannot be scheduled: init must say so and fail within its
+// timeout, having applied its objects; a second init changes nothing; reset cloud removes
+// every object keadm labelled.
+func TestKeadmInitClusterMode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	keadm := filepath.Join(env.Root, "_output", "bin", "keadm")
+	dirs := []string{"--state-dir", filepath.Join(t.TempDir(), "state"), "--config-dir", filepath.Join(t.TempDir(), "config")}
+	run := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, keadm, append(args, "--kubeconfig", env.Kubeconfig)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	reset := func() {
+		if out, err := run(append([]string{"reset", "cloud"}, dirs...)...); err != nil {
+			t.Fatalf("keadm reset cloud: %v\n%s", err, out)
+		}
+	}
+	t.Cleanup(func() {
+		if _, err := env.Kube.AppsV1().Deployments("kubeedge").Get(context.Background(), "cloudcore", metav1.GetOptions{}); err == nil {
+			reset()
+		}
+	})
+	initArgs := append([]string{"init", "--mode", "cluster", "--advertise-address", "127.0.0.1", "--timeout", "10s",
+		"--set", "hub.quic.enable=true"}, dirs...)
+	out, err := run(initArgs...)
+	if err == nil || !strings.Contains(out, "--mode process") {
+		t.Fatalf("keadm init --mode cluster on a cluster without workers: err %v, want a failure that points to --mode process:\n%s", err, out)
+	}
+	dep, err := env.Kube.AppsV1().Deployments("kubeedge").Get(ctx, "cloudcore", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("init applied no Deployment: %v\n%s", err, out)
+	}
+	if dep.Labels["app.kubernetes.io/managed-by"] != "keadm" {
+		t.Errorf("Deployment labels %v", dep.Labels)
+	}
+	if _, err := env.Kube.CoreV1().Services("kubeedge").Get(ctx, "cloudcore", metav1.GetOptions{}); err != nil {
+		t.Errorf("init applied no Service: %v", err)
+	}
+	cms, err := env.Kube.CoreV1().ConfigMaps("kubeedge").List(ctx, metav1.ListOptions{LabelSelector: keadmManaged})
+	if err != nil || len(cms.Items) != 1 {
+		t.Fatalf("keadm ConfigMaps: %v %v", cms, err)
+	}
+	cfg := cms.Items[0]
+	for _, want := range []string{"127.0.0.1", "quic"} {
+		var all string
+		for _, v := range cfg.Data {
+			all += v
+		}
+		if !strings.Contains(all, want) {
+			t.Errorf("cloudcore's ConfigMap does not carry %q:\n%s", want, all)
+		}
+	}
+
+	// Twice: the same failure, nothing rewritten.
+	if out, err := run(initArgs...); err == nil || !strings.Contains(out, "--mode process") {
+		t.Errorf("second init: err %v\n%s", err, out)
+	}
+	cfg2, err := env.Kube.CoreV1().ConfigMaps("kubeedge").Get(ctx, cfg.Name, metav1.GetOptions{})
+	if err != nil || cfg2.ResourceVersion != cfg.ResourceVersion {
+		t.Errorf("the second init rewrote ConfigMap %s (%v)", cfg.Name, err)
+	}
+	dep2, err := env.Kube.AppsV1().Deployments("kubeedge").Get(ctx, "cloudcore", metav1.GetOptions{})
+	if err != nil || dep2.Generation != dep.Generation {
+		t.Errorf("the second init changed the Deployment's spec (generation %d -> %d, %v)", dep.Generation, dep2.Generation, err)
+	}
+
+	reset()
+	res, err := env.RunKubectl(ctx, "get", "all,configmaps,serviceaccounts,roles,rolebindings", "-A", "-l", keadmManaged, "-o", "name")
+	if err != nil || strings.TrimSpace(res) != "" {
+		t.Errorf("objects labelled %s left after reset cloud (%v):\n%s", keadmManaged, err, res)
+	}
+	if res, err := env.RunKubectl(ctx, "get", "clusterroles,clusterrolebindings,customresourcedefinitions,namespaces", "-l", keadmManaged, "-o", "name"); err != nil || strings.TrimSpace(res) != "" {
+		t.Errorf("cluster objects labelled %s left after reset cloud (%v):\n%s", keadmManaged, err, res)
+	}
+}
