@@ -295,6 +295,9 @@ func (w *worker) createSandbox(ctx context.Context, pod *corev1.Pod, v *view) er
 	if err := os.MkdirAll(cfg.LogDirectory, 0o755); err != nil {
 		return fmt.Errorf("log directory: %w", err)
 	}
+	if err := w.r.ensurePodCgroup(pod); err != nil {
+		return fmt.Errorf("pod cgroup limits: %w", err)
+	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	resp, err := w.r.cfg.Runtime.RunPodSandbox(cctx, &runtimeapi.RunPodSandboxRequest{Config: cfg})

@@ -178,7 +178,7 @@ func removePodCgroups(fsRoot, root, uid string) error {
 		// Deepest first.
 		sort.Slice(sub, func(i, j int) bool { return strings.Count(sub[i], "/") > strings.Count(sub[j], "/") })
 		for _, p := range sub {
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := rmdirCgroup(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", p, err))
 			}
 		}
