@@ -8,7 +8,7 @@ OUT      := _output
 BIN      := $(OUT)/bin
 LDFLAGS   = $(shell hack/version.sh)
 # Binaries that run on edge devices: pure Go so they cross-compile and run anywhere.
-EDGE_CMDS := ./cmd/edgecore
+EDGE_CMDS := ./cmd/edgecore ./cmd/keadm
 CROSS_PLATFORMS := linux/arm64 linux/arm/7
 FUZZTIME ?= 5000x
 E2E_TIMEOUT ?= 40m

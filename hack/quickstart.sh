@@ -78,7 +78,7 @@ keadm_init() {
 # keadm_join joins once: a node that holds its certificate joins again without a token.
 keadm_join() {
   local token=()
-  if [[ ! -s ${EDGE_DATA_DIR}/certs/edge.crt ]]; then
+  if [[ ! -s ${EDGE_DATA_DIR}/certs/node.crt ]]; then
     local t
     t=$("$KEADM" gettoken --kubeconfig "$KUBECONFIG_PATH" --node "$NODE" --ttl 1h --single-use \
       --description "make up")

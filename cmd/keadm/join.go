@@ -63,7 +63,7 @@ Joining again with the same flags is safe; "keadm reset edge" undoes it.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.CloudCoreIPPort, "cloudcore-ipport", "", "cloudcore's hub address host:port (WebSocket, usually port 10000); required")
-	f.StringVar(&o.Token, "token", "", "join token from `keadm gettoken` on the cloud; required unless the node already has its certificate")
+	f.StringVar(&o.Token, "token", "", "join token from keadm gettoken on the cloud; required unless the node already has its certificate")
 	f.StringVar(&o.NodeName, "edgenode-name", "", "this node's name in Kubernetes (default: the host name in lower case)")
 	f.StringVar(&o.RuntimeEndpoint, "remote-runtime-endpoint", edgejoin.DefaultRuntimeEndpoint, "the container runtime's CRI socket")
 	f.StringVar(&o.Labels, "labels", "", "node labels k=v,k2=v2 (config node.labels)")
