@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/skerry-io/skerry/internal/cli"
 	"github.com/skerry-io/skerry/pkg/version"
@@ -34,6 +35,13 @@ func newRootCommandWith(kube kubeClientFunc) *cobra.Command {
 		},
 	}
 	root.Flags().BoolVar(&showVersion, "version", false, "print version, git commit and build date and exit")
+	// KubeEdge's keadm spells it --kube-config; both work.
+	root.SetGlobalNormalizationFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "kube-config" {
+			name = "kubeconfig"
+		}
+		return pflag.NormalizedName(name)
+	})
 	root.AddCommand(newInitCommand(), newGetTokenCommand(kube), newRevokeTokenCommand(kube),
 		newJoinCommand(), newResetCommand(), newVersionCommand())
 	return root

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 
+	"github.com/skerry-io/skerry/internal/keadm/cloudinstall"
 	"github.com/skerry-io/skerry/pkg/version"
 )
 
@@ -37,5 +40,30 @@ func TestVersionForms(t *testing.T) {
 	}
 	if _, err := execute("version", "-o", "yaml"); err == nil || !strings.Contains(err.Error(), "--output") {
 		t.Fatalf("bad output format: %v", err)
+	}
+}
+
+func TestKubeConfigSpellings(t *testing.T) {
+	for _, spelling := range []string{"--kubeconfig", "--kube-config"} {
+		var got cloudinstall.Options
+		root := newRootCommand()
+		for _, c := range root.Commands() {
+			if c.Name() == "init" {
+				root.RemoveCommand(c)
+			}
+		}
+		root.AddCommand(newInitCommandWith(func(_ context.Context, o cloudinstall.Options) (cloudinstall.Result, error) {
+			got = o
+			return cloudinstall.Result{}, nil
+		}))
+		root.SetArgs([]string{"init", spelling, "/tmp/kc", "--mode", "process", "--dry-run"})
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		if err := root.Execute(); err != nil {
+			t.Fatalf("%s: %v", spelling, err)
+		}
+		if got.Kubeconfig != "/tmp/kc" {
+			t.Errorf("%s: kubeconfig %q", spelling, got.Kubeconfig)
+		}
 	}
 }
