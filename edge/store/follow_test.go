@@ -33,8 +33,12 @@ func TestFollowRelistsWhenBehind(t *testing.T) {
 			mu.Lock()
 			relists++
 			mu.Unlock()
+			// The revision the relist covers is read before the test may write again:
+			// read after, it would cover the test's change, which then is rightly not
+			// delivered as an event.
+			rev := db.Revision()
 			relisted <- struct{}{}
-			return db.Revision(), nil
+			return rev, nil
 		}, func(ev Event) {
 			mu.Lock()
 			seen = append(seen, ev.Revision)
