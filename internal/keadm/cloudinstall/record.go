@@ -1,14 +1,14 @@
 package cloudinstall
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/skerry-io/skerry/internal/keadm/statefile"
 )
 
 // recordFile is init's record, in the state directory: what reset removes from the host.
@@ -34,21 +34,16 @@ func parseRecord(data []byte) (*record, error) {
 	if len(data) > maxRecordSize {
 		return nil, fmt.Errorf("over %d bytes", maxRecordSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var r record
-	if err := dec.Decode(&r); err != nil {
+	if err := statefile.DecodeStrict(data, &r); err != nil {
 		return nil, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("trailing data after the record")
 	}
 	if r.Mode != ModeProcess {
 		return nil, fmt.Errorf("mode %q, want %q", r.Mode, ModeProcess)
 	}
 	var errs []error
 	absClean := func(what, p string) {
-		if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" {
+		if !statefile.SafePath(p) {
 			errs = append(errs, fmt.Errorf("%s %q: want an absolute clean path", what, p))
 		}
 	}
@@ -66,17 +61,9 @@ func parseRecord(data []byte) (*record, error) {
 // readRecord reads the record in stateDir; a missing one is (nil, nil).
 func readRecord(stateDir string) (*record, error) {
 	p := filepath.Join(stateDir, recordFile)
-	f, err := os.Open(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	data, err := statefile.Read(p, maxRecordSize)
+	if data == nil || err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
 	}
 	r, err := parseRecord(data)
 	if err != nil {
@@ -91,7 +78,7 @@ func writeRecord(stateDir string, r *record) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(stateDir, recordFile), append(data, '\n'), 0o600)
+	return statefile.WriteAtomic(filepath.Join(stateDir, recordFile), append(data, '\n'), 0o600)
 }
 
 // mkdirAllRecorded is os.MkdirAll that returns the directories it created, parents first.
@@ -113,30 +100,4 @@ func mkdirAllRecorded(dir string, perm os.FileMode) ([]string, error) {
 	}
 	slices.Reverse(missing)
 	return missing, nil
-}
-
-// writeFileAtomic writes data to a temporary file beside path and renames it over path, so a
-// reader (or a crash) never sees half a file.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/skerry-io/skerry/cloud/ca"
 	"github.com/skerry-io/skerry/internal/keadm/service"
+	"github.com/skerry-io/skerry/internal/keadm/statefile"
 )
 
 // logTailLines is how much of cloudcore's log a failed process-mode init prints.
@@ -207,7 +208,7 @@ func (o *Options) startProcess(ctx context.Context, spec service.Spec, cfgYAML [
 	if err := writeRecord(o.StateDir, rec); err != nil {
 		return service.Handle{}, nil, fmt.Errorf("write init's record: %w", err)
 	}
-	if err := writeFileAtomic(rec.ConfigFile, cfgYAML, 0o600); err != nil {
+	if err := statefile.WriteAtomic(rec.ConfigFile, cfgYAML, 0o600); err != nil {
 		return service.Handle{}, nil, fmt.Errorf("write %s: %w", rec.ConfigFile, err)
 	}
 	notes := []string{"wrote " + rec.ConfigFile}

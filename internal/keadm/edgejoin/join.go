@@ -15,6 +15,7 @@ import (
 	"github.com/skerry-io/skerry/edge/certs"
 	"github.com/skerry-io/skerry/edge/config"
 	"github.com/skerry-io/skerry/internal/keadm/service"
+	"github.com/skerry-io/skerry/internal/keadm/statefile"
 	"github.com/skerry-io/skerry/pkg/configfile"
 )
 
@@ -219,7 +220,7 @@ func writeConfig(o *Options, cfg *config.EdgeCore, prev *Record, spec service.Sp
 	if err != nil {
 		return nil, fmt.Errorf("render edgecore configuration: %w", err)
 	}
-	if err := writeFile(o.ConfigPath(), b, 0o600); err != nil {
+	if err := statefile.WriteAtomic(o.ConfigPath(), b, 0o600); err != nil {
 		return nil, err
 	}
 	return rec, nil

@@ -1,16 +1,14 @@
 package edgejoin
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/skerry-io/skerry/internal/keadm/service"
+	"github.com/skerry-io/skerry/internal/keadm/statefile"
 )
 
 // RecordFile is join's record in the state dir.
@@ -43,17 +41,9 @@ func recordPath(stateDir string) string { return filepath.Join(stateDir, RecordF
 // LoadRecord reads the record in stateDir; (nil, nil) when there is none.
 func LoadRecord(stateDir string) (*Record, error) {
 	p := recordPath(stateDir)
-	f, err := os.Open(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", p, err)
+	b, err := statefile.Read(p, maxRecord)
+	if b == nil || err != nil {
+		return nil, err
 	}
 	r, err := parseRecord(b)
 	if err != nil {
@@ -68,20 +58,18 @@ func parseRecord(b []byte) (*Record, error) {
 	if len(b) > maxRecord {
 		return nil, fmt.Errorf("larger than %d bytes", maxRecord)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var r Record
-	if err := dec.Decode(&r); err != nil {
+	if err := statefile.DecodeStrict(b, &r); err != nil {
 		return nil, fmt.Errorf("not a keadm join record: %w", err)
 	}
 	var errs []error
 	for key, p := range map[string]string{"configPath": r.ConfigPath, "dataDir": r.DataDir} {
-		if !safePath(p) {
+		if !statefile.SafePath(p) {
 			errs = append(errs, fmt.Errorf("%s %q: want an absolute path below /", key, p))
 		}
 	}
 	for key, p := range map[string]string{"dmiSocket": r.DMISocket, "cgroupRoot": r.CgroupRoot, "service.stateDir": r.Service.StateDir} {
-		if p != "" && !safePath(p) {
+		if p != "" && !statefile.SafePath(p) {
 			errs = append(errs, fmt.Errorf("%s %q: want an absolute path below /", key, p))
 		}
 	}
@@ -96,38 +84,10 @@ func parseRecord(b []byte) (*Record, error) {
 	return &r, errors.Join(errs...)
 }
 
-func safePath(p string) bool {
-	return filepath.IsAbs(p) && filepath.Clean(p) == p && p != "/"
-}
-
 func saveRecord(stateDir string, r *Record) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFile(recordPath(stateDir), append(b, '\n'), 0o600)
-}
-
-// writeFile writes data atomically (a temporary file renamed over path) with mode.
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return statefile.WriteAtomic(recordPath(stateDir), append(b, '\n'), 0o600)
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/skerry-io/skerry/internal/keadm/statefile"
 )
 
 func TestResetRemovesOnlyWhatJoinCreated(t *testing.T) {
@@ -148,7 +150,7 @@ func FuzzParseRecord(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !safePath(r.DataDir) || !safePath(r.ConfigPath) {
+		if !statefile.SafePath(r.DataDir) || !statefile.SafePath(r.ConfigPath) {
 			t.Fatalf("accepted unsafe paths %q %q", r.DataDir, r.ConfigPath)
 		}
 	})

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/skerry-io/skerry/internal/keadm/statefile"
 )
 
 // maxCommandOutput bounds what systemctl or journalctl may print back to us.
@@ -115,31 +117,11 @@ func (h host) startUnit(ctx context.Context, s Spec) (Handle, error) {
 	return Handle{Kind: KindSystemd, Unit: path, PID: pid}, nil
 }
 
-// writeFileAtomic writes data to a temporary file beside path and renames it over path.
+// writeFileAtomic creates path's directory if needed and writes data atomically.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return statefile.WriteAtomic(path, data, mode)
 }
