@@ -1,9 +1,7 @@
 package runner
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -232,26 +230,4 @@ func writeCgroupFile(dir, file string, v int64) error {
 		return fmt.Errorf("write %d to %s: %w", v, p, werr)
 	}
 	return nil
-}
-
-// rmdirCgroup removes one cgroup directory. On cgroupfs rmdir takes the pseudo-files with
-// it; where the files are real (CgroupFS pointed at a plain directory, as in tests) they are
-// removed first, only after rmdir said the directory is not empty.
-func rmdirCgroup(p string) error {
-	err := os.Remove(p)
-	if err == nil || errors.Is(err, fs.ErrNotExist) || !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EEXIST) {
-		return err
-	}
-	ents, rerr := os.ReadDir(p)
-	if rerr != nil {
-		return err
-	}
-	for _, e := range ents {
-		if e.Type().IsRegular() {
-			if err := os.Remove(filepath.Join(p, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	return os.Remove(p)
 }

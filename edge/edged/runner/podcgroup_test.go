@@ -275,26 +275,3 @@ func TestPodCgroupFailureBlocksSandbox(t *testing.T) {
 		t.Errorf("best-effort cpu.shares %q, want 2", got)
 	}
 }
-
-func TestRmdirCgroupKeepsWhatIsNotEmpty(t *testing.T) {
-	d := t.TempDir()
-	p := filepath.Join(d, "pod1")
-	if err := os.MkdirAll(filepath.Join(p, "child"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(p, "cpu.shares"), []byte("2"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := rmdirCgroup(p); err == nil {
-		t.Fatal("removed a cgroup with a child cgroup in it")
-	}
-	if err := rmdirCgroup(filepath.Join(p, "child")); err != nil {
-		t.Fatal(err)
-	}
-	if err := rmdirCgroup(p); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); !os.IsNotExist(err) {
-		t.Errorf("still there: %v", err)
-	}
-}

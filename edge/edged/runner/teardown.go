@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/skerry-io/skerry/edge/edged"
+	"github.com/skerry-io/skerry/edge/edged/cgroupfs"
 )
 
 // minGracePeriod is the least time a container gets after its preStop hook (the kubelet's).
@@ -63,7 +61,7 @@ func (w *worker) teardown(ctx context.Context, pod *corev1.Pod, grace *int64) er
 	if err := w.r.cfg.Volumes.Teardown(ctx, w.uid); err != nil {
 		return fmt.Errorf("volumes: %w", err)
 	}
-	if err := removePodCgroups(w.r.cfg.CgroupFS, w.r.cfg.CgroupRoot, string(w.uid)); err != nil {
+	if err := cgroupfs.RemovePod(w.r.cfg.CgroupFS, w.r.cfg.CgroupRoot, string(w.uid)); err != nil {
 		return err
 	}
 	podDir := filepath.Join(w.r.cfg.PodsDir, string(w.uid))
@@ -156,34 +154,6 @@ func findContainer(pod *corev1.Pod, name string) *corev1.Container {
 		}
 	}
 	return nil
-}
-
-// removePodCgroups removes <fsRoot>/<controller>/<root>/pod<uid> and its children under
-// every cgroup v1 controller: the runtime removes only the containers' leaves, the pod
-// level is ours. cgroupfs directories hold only pseudo-files, so rmdir children first.
-func removePodCgroups(fsRoot, root, uid string) error {
-	dirs, err := filepath.Glob(filepath.Join(fsRoot, "*", root, "pod"+uid))
-	if err != nil {
-		return fmt.Errorf("cgroups: %w", err)
-	}
-	var errs []error
-	for _, d := range dirs {
-		var sub []string
-		_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				sub = append(sub, p)
-			}
-			return nil
-		})
-		// Deepest first.
-		sort.Slice(sub, func(i, j int) bool { return strings.Count(sub[i], "/") > strings.Count(sub[j], "/") })
-		for _, p := range sub {
-			if err := rmdirCgroup(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", p, err))
-			}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // facts is what the pod's environment may read.

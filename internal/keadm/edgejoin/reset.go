@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/skerry-io/skerry/edge/edged/cgroupfs"
 )
 
 // serviceStopTimeout bounds stopping edgecore on reset.
@@ -99,10 +100,9 @@ func removePods(ctx context.Context, o *Options, endpoint, node string) ([]strin
 	return rt.RemoveNodePods(ctx, node)
 }
 
-// removePodCgroups removes <fs>/<controller>/<root>/pod<uid> and what it holds, deepest first
-// (cgroupfs directories hold only pseudo-files, so rmdir is the way).
+// removePodCgroups removes the pod cgroups of uids under root (cgroupfs.RemovePod).
 func removePodCgroups(fsRoot, root string, uids []string) error {
-	if root == "" || len(uids) == 0 {
+	if root == "" {
 		return nil
 	}
 	var errs []error
@@ -110,22 +110,7 @@ func removePodCgroups(fsRoot, root string, uids []string) error {
 		if uid == "" || strings.ContainsAny(uid, "/*?[\\") {
 			continue
 		}
-		dirs, _ := filepath.Glob(filepath.Join(fsRoot, "*", root, "pod"+uid))
-		for _, d := range dirs {
-			var sub []string
-			_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
-				if err == nil && e.IsDir() {
-					sub = append(sub, p)
-				}
-				return nil
-			})
-			sort.Slice(sub, func(i, j int) bool { return strings.Count(sub[i], "/") > strings.Count(sub[j], "/") })
-			for _, p := range sub {
-				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					errs = append(errs, fmt.Errorf("remove cgroup %s: %w", p, err))
-				}
-			}
-		}
+		errs = append(errs, cgroupfs.RemovePod(fsRoot, root, uid))
 	}
 	return errors.Join(errs...)
 }
